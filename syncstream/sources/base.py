@@ -1,0 +1,71 @@
+"""The backend Protocol: what :class:`~syncstream.VideoStream` needs from a source reader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..frames import BGRImage
+
+__all__ = ["Source", "SourceCounters", "SourceFrame"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFrame:
+    """One decoded picture as a backend hands it over, before it gets a seq and clocks.
+
+    ``convert`` turns the decoded picture into BGR; it is called at most once, lazily, and
+    possibly from another thread, so it must not depend on decoder state that changes.
+    """
+
+    width: int
+    height: int
+    convert: Callable[[], BGRImage]
+    #: Stream timestamp in seconds (the PTS), when the container has one.
+    pts_time: float | None = None
+    #: The timestamps wrap with this period in seconds (MPEG-TS: 2**33 / 90 kHz).
+    pts_period: float | None = None
+    #: A sender wall-clock stamp carried outside the PTS (an MJPEG ``X-Timestamp`` header).
+    sender_time: float | None = None
+
+
+@dataclass(slots=True)
+class SourceCounters:
+    """Problems a backend survived; read by the stream for its stats."""
+
+    #: Packets or frames the decoder refused, and packets the demuxer marked corrupt.
+    decode_errors: int = 0
+    #: Input units refused before decoding: non-TS datagrams, oversized or malformed frames.
+    rejected: int = 0
+    #: Short description of the last survived problem.
+    last_problem: str | None = field(default=None)
+
+
+class Source(Protocol):
+    """A reader of one source. Used from one thread, except :meth:`interrupt`.
+
+    ``open()`` and ``read()`` block for at most about a second between checks, so that
+    :meth:`interrupt` (called from another thread) makes them return soon with a
+    :class:`~syncstream.errors.SourceError`.
+    """
+
+    #: True for network streams and devices; False for files (paced, end with StreamEnded).
+    is_live: bool
+    counters: SourceCounters
+
+    def open(self) -> None:
+        """Connect or open the file; raise ``SourceError`` on failure."""
+
+    def read(self) -> SourceFrame:
+        """Return the next decoded picture.
+
+        Raises ``StreamEnded`` at the end of a file, ``SourceStalled`` after the stall timeout
+        without a picture and ``SourceError`` on any failure of the source.
+        """
+
+    def interrupt(self) -> None:
+        """Make a blocked ``open()`` or ``read()`` return soon. Thread-safe."""
+
+    def close(self) -> None:
+        """Release everything; safe to call twice."""
