@@ -18,7 +18,7 @@ MPEGTS_PTS_PERIOD = 2**33 / 90_000
 
 
 def unwrap_pts_time(pts_time: float, reference_time: float, period: float) -> float:
-    """Return ``pts_time`` plus the whole number of ``period`` that lands nearest ``reference_time``.
+    """Return ``pts_time`` shifted by whole periods to land nearest ``reference_time``.
 
     ``pts_time`` may already be partly unwrapped (FFmpeg corrects one wrap itself); it is
     folded into ``[0, period)`` first, so the answer only depends on it modulo ``period``.

@@ -65,9 +65,7 @@ class StreamConfig(_Model):
         gt=0,
         description="'auto' capture clock: largest |arrival - capture| taken as plausible (s).",
     )
-    history: int = Field(
-        default=8, ge=1, le=1024, description="Recent frames kept for alignment."
-    )
+    history: int = Field(default=8, ge=1, le=1024, description="Recent frames kept for alignment.")
     decoder_threads: int = Field(
         default=0,
         ge=0,

@@ -1,0 +1,210 @@
+"""PyAV (FFmpeg) backend: udp:// MPEG-TS, rtsp://, files and V4L2 devices, with raw PTS.
+
+Decoding is tuned for delay, not throughput: slice threading only (frame threading holds
+one frame per thread: measured 137 ms against 72 ms on loopback), ``fflags=nobuffer`` and
+``flags=low_delay``, and a small probe so the first frame is not held back. Pictures stay
+in the decoder's YUV until a consumer asks for BGR.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import av
+import numpy as np
+import av.error
+from av.container import InputContainer
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream as AVVideoStream
+
+from ..clock import MPEGTS_PTS_PERIOD
+from ..config import StreamConfig
+from ..errors import SourceError, SourceStalled, StreamEnded
+from ..frames import BGRImage
+from .base import SourceCounters, SourceFrame
+from .udp import UdpTsReader, parse_udp_url
+
+__all__ = ["PyAVSource"]
+
+logger = logging.getLogger(__name__)
+
+# FFmpeg-native network reads can only be interrupted by PyAV's timeout, and an interrupted
+# container is dead. These caps keep close() prompt; a longer gap reopens the connection.
+NATIVE_OPEN_CAP = 1.8
+NATIVE_READ_CAP = 1.0
+_LOW_DELAY_OPTIONS = {
+    "fflags": "nobuffer",
+    "flags": "low_delay",
+    "probesize": "32768",
+    "analyzeduration": "0",
+}
+_NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://", "tcp://")
+
+
+def _to_bgr(frame: VideoFrame) -> BGRImage:
+    image = frame.to_ndarray(format="bgr24")
+    assert image.dtype == np.uint8
+    return image  # type: ignore[return-value]
+
+
+class PyAVSource:
+    """Reads one video stream through PyAV; see :class:`~syncstream.sources.base.Source`."""
+
+    def __init__(self, config: StreamConfig, location: str) -> None:
+        self.config = config
+        self.name = config.display_name
+        self.location = location
+        self.counters = SourceCounters()
+        self._udp = location.startswith("udp://")
+        self._device = location.startswith("/dev/video")
+        self._network = self._udp or location.startswith(_NETWORK_SCHEMES)
+        self.is_live = self._network or self._device
+        self._reader: UdpTsReader | None = None
+        self._container: InputContainer | None = None
+        self._stream: AVVideoStream | None = None
+        self._packets: Iterator[av.Packet[Any]] | None = None
+        self._pending: deque[SourceFrame] = deque()
+        self._pts_period: float | None = None
+        self._last_frame_mono = 0.0
+        self._interrupted = False
+
+    def open(self) -> None:
+        """Open the container and its first video stream."""
+        options = dict(_LOW_DELAY_OPTIONS) if self.is_live else {}
+        try:
+            if self._udp:
+                self._reader = UdpTsReader(
+                    parse_udp_url(self.location),
+                    name=self.name,
+                    counters=self.counters,
+                    receive_buffer=self.config.udp_buffer_bytes,
+                    timeout=self.config.open_timeout,
+                )
+                self._reader.open()
+                container = av.open(
+                    self._reader, mode="r", format="mpegts", options=options, buffer_size=65536
+                )
+                self._reader.timeout = self.config.stall_timeout
+            else:
+                container = self._open_native(options)
+        except SourceError:
+            self.close()
+            raise
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self.close()
+            raise SourceError(f"{self.name}: cannot open {self.location!r}: {exc}") from exc
+        self._container = container
+        if not container.streams.video:
+            self.close()
+            raise SourceError(f"{self.name}: {self.location!r} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = self.config.decoder_threads
+        self._stream = stream
+        if container.format.name == "mpegts":
+            self._pts_period = MPEGTS_PTS_PERIOD
+        self._packets = container.demux(stream)
+        self._last_frame_mono = time.monotonic()
+        logger.info(
+            "%s: opened %s (%s, %s)",
+            self.name,
+            self.location,
+            container.format.name,
+            stream.codec_context.name,
+        )
+
+    def _open_native(self, options: dict[str, str]) -> InputContainer:
+        timeout: tuple[float, float] | None = None
+        if self.is_live:
+            timeout = (
+                min(self.config.open_timeout, NATIVE_OPEN_CAP),
+                min(self.config.stall_timeout, NATIVE_READ_CAP),
+            )
+        kwargs: dict[str, Any] = {"mode": "r", "options": options, "timeout": timeout}
+        if self._device:
+            kwargs["format"] = "v4l2"
+        container = av.open(self.location, **kwargs)
+        assert isinstance(container, InputContainer)
+        return container
+
+    def read(self) -> SourceFrame:
+        """Return the next decoded picture (see the Protocol for the errors)."""
+        packets = self._packets
+        if packets is None:
+            raise SourceError(f"{self.name}: source is not open")
+        while not self._pending:
+            if self._interrupted:
+                raise SourceError(f"{self.name}: interrupted")
+            silent = time.monotonic() - self._last_frame_mono
+            if self.is_live and silent > self.config.stall_timeout:
+                raise SourceStalled(
+                    f"{self.name}: data but no decodable frame for {self.config.stall_timeout} s"
+                )
+            try:
+                packet = next(packets)
+            except StopIteration:
+                if self.is_live:
+                    raise SourceError(f"{self.name}: stream ended") from None
+                raise StreamEnded(f"{self.name}: end of {self.location!r}") from None
+            except av.error.ExitError as exc:  # PyAV's read timeout on a native protocol
+                raise SourceStalled(f"{self.name}: no data: {exc}") from exc
+            except av.FFmpegError as exc:
+                raise SourceError(f"{self.name}: read failed: {exc}") from exc
+            self._decode(packet)
+        self._last_frame_mono = time.monotonic()
+        return self._pending.popleft()
+
+    def _decode(self, packet: av.Packet[Any]) -> None:
+        if packet.is_corrupt:
+            self.counters.decode_errors += 1
+            self.counters.last_problem = "corrupt packet"
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            self.counters.decode_errors += 1
+            self.counters.last_problem = f"decode error: {exc}"
+            logger.debug("%s: decode error: %s", self.name, exc)
+            return
+        except av.FFmpegError as exc:
+            raise SourceError(f"{self.name}: decoder failed: {exc}") from exc
+        for frame in frames:
+            if not isinstance(frame, VideoFrame):
+                continue
+            pts_time = None
+            if frame.pts is not None and frame.time_base is not None:
+                pts_time = float(frame.pts * frame.time_base)
+            self._pending.append(
+                SourceFrame(
+                    width=frame.width,
+                    height=frame.height,
+                    convert=partial(_to_bgr, frame),
+                    pts_time=pts_time,
+                    pts_period=self._pts_period,
+                )
+            )
+
+    def interrupt(self) -> None:
+        """Make a blocked read return soon (at once for udp://, within 1 s for others)."""
+        self._interrupted = True
+        if self._reader is not None:
+            self._reader.interrupt()
+
+    def close(self) -> None:
+        """Close the container and the socket; idempotent."""
+        container, self._container = self._container, None
+        self._packets = None
+        self._stream = None
+        self._pending.clear()
+        if container is not None:
+            try:
+                container.close()
+            except av.FFmpegError as exc:
+                logger.warning("%s: error while closing: %s", self.name, exc)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -1,0 +1,468 @@
+"""VideoStream: one reader thread per source, the newest-frame slot, reconnects and stats."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TypedDict, Unpack
+
+from .clock import plausible_capture_time, unwrap_pts_time
+from .config import Backend, CaptureClock, StreamConfig
+from .errors import (
+    NoFrameYet,
+    ReadTimeout,
+    SourceError,
+    SourceStalled,
+    StreamClosed,
+    StreamEnded,
+    StreamFailed,
+    SyncStreamError,
+)
+from .frames import Frame
+from .sources import Source, SourceFrame, create_source
+
+__all__ = ["StreamOptions", "StreamState", "StreamStats", "VideoStream"]
+
+logger = logging.getLogger(__name__)
+
+_JOIN_TIMEOUT = 2.0
+_WINDOW = 300  # samples kept for latency percentiles
+_FPS_WINDOW = 2.0  # seconds of arrivals used for the frame rate
+
+
+class StreamState(enum.Enum):
+    """Where a stream is in its life."""
+
+    NEW = "new"  #: constructed, not started
+    CONNECTING = "connecting"  #: opening the source (first time or after a failure)
+    LIVE = "live"  #: frames are arriving
+    STALE = "stale"  #: no frame for ``stall_timeout`` or a source error; reopening
+    ENDED = "ended"  #: a file was read to its end
+    FAILED = "failed"  #: gave up after ``max_reconnects``; read() raises StreamFailed
+    CLOSED = "closed"  #: close() was called
+
+
+class StreamOptions(TypedDict, total=False):
+    """Keyword options of :class:`VideoStream`: the fields of :class:`StreamConfig`."""
+
+    name: str | None
+    backend: Backend
+    realtime: bool
+    loop: bool
+    stall_timeout: float
+    open_timeout: float
+    reconnect_delay: float
+    reconnect_max_delay: float
+    max_reconnects: int | None
+    capture_clock: CaptureClock
+    clock_offset: float
+    clock_tolerance: float
+    history: int
+    decoder_threads: int
+    max_frame_bytes: int
+    udp_buffer_bytes: int
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """A snapshot of a stream's counters. Latencies are capture-to-arrival, in seconds."""
+
+    name: str
+    state: StreamState
+    #: Frames the decoder produced.
+    decoded: int
+    #: Frames returned by read().
+    delivered: int
+    #: Frames replaced by a newer one before anybody read them.
+    skipped: int
+    decode_errors: int
+    #: Input refused before decoding (non-TS datagrams, oversized or malformed frames).
+    rejected: int
+    #: Times the source was reopened after a stall or an error.
+    reconnects: int
+    #: Decoded frames per second over the last two seconds.
+    fps: float
+    latency_p50: float | None
+    latency_p95: float | None
+    #: "sender" when the last frame carried a capture time, else "arrival".
+    capture_clock: str
+    last_error: str | None
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+class VideoStream:
+    """Reads one source in its own thread and keeps its newest frames.
+
+    ``read()`` returns the newest frame not returned before, waiting for one; frames that
+    arrive faster than they are read are skipped (counted, and visible as gaps in
+    ``seq``), so a slow consumer never builds up delay. A file read with
+    ``realtime=False`` is the exception: every frame is delivered, the reader waits.
+
+    >>> with VideoStream("udp://127.0.0.1:8553") as stream:   # doctest: +SKIP
+    ...     frame = stream.read(timeout=2.0)
+    """
+
+    def __init__(
+        self,
+        source: str | int | StreamConfig,
+        *,
+        source_factory: Callable[[StreamConfig], Source] | None = None,
+        **options: Unpack[StreamOptions],
+    ) -> None:
+        """Describe the stream; nothing is opened before :meth:`start`.
+
+        ``source`` is a URL, path, webcam index or a whole :class:`StreamConfig`; ``options``
+        are its fields. ``source_factory`` plugs in a custom backend (anything implementing
+        :class:`~syncstream.sources.Source`) in place of the one chosen from the URL.
+        """
+        if isinstance(source, StreamConfig):
+            self.config = source.model_copy(update=dict(options)) if options else source
+            if options:
+                self.config = StreamConfig.model_validate(self.config.model_dump())
+        else:
+            self.config = StreamConfig(url=str(source), **options)
+        self.name = self.config.display_name
+        self._source_factory = source_factory or create_source
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source: Source | None = None
+        self._state = StreamState.NEW
+        self._latest: Frame | None = None
+        self._history: deque[Frame] = deque(maxlen=self.config.history)
+        self._last_read_seq = -1
+        self._seq = -1
+        self._delivered = 0
+        self._skipped = 0
+        self._reconnects = 0
+        self._decode_errors_closed = 0  # counters of sources already closed
+        self._rejected_closed = 0
+        self._latencies: deque[float] = deque(maxlen=_WINDOW)
+        self._arrivals: deque[float] = deque(maxlen=512)
+        self._capture_clock = "arrival"
+        self._last_error: BaseException | None = None
+        self._had_frames_since_open = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> VideoStream:
+        """Start the reader thread; idempotent. A closed stream cannot restart."""
+        with self._cond:
+            if self._state is StreamState.CLOSED:
+                raise StreamClosed(f"{self.name}: stream is closed and cannot restart")
+            if self._thread is not None:
+                return self
+            self._source_factory(self.config)  # fail now on an unsupported URL, not in the thread
+            self._state = StreamState.CONNECTING
+            self._thread = threading.Thread(
+                target=self._run, name=f"syncstream-reader:{self.name}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
+        """Stop the reader and join it (within ``timeout`` s); idempotent."""
+        with self._cond:
+            if self._state is StreamState.CLOSED:
+                return
+            self._state = StreamState.CLOSED
+            self._stop.set()
+            source = self._source
+            self._cond.notify_all()
+        if source is not None:
+            source.interrupt()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("%s: reader did not stop within %.1f s", self.name, timeout)
+
+    def __enter__(self) -> VideoStream:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- consumer side ----------------------------------------------------------------
+
+    def read(self, timeout: float | None = None) -> Frame:
+        """Return the newest frame not returned before, waiting up to ``timeout`` seconds.
+
+        Raises ``ReadTimeout`` when none arrives in time, ``StreamEnded`` after the last
+        frame of a file, ``StreamFailed`` when the stream gave up, ``StreamClosed`` after
+        :meth:`close`. Never returns None and never the same frame twice.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                frame = self._latest
+                if frame is not None and frame.seq > self._last_read_seq:
+                    self._last_read_seq = frame.seq
+                    self._delivered += 1
+                    self._cond.notify_all()  # a reader waiting for the frame to be taken
+                    return frame
+                self._raise_if_done()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ReadTimeout(
+                        f"{self.name}: no new frame within {timeout} s (state {self._state.value})"
+                    )
+                self._cond.wait(remaining)
+
+    def latest(self) -> Frame:
+        """Return the newest frame without waiting (it may have been returned before: see seq).
+
+        Raises ``NoFrameYet`` before the first frame.
+        """
+        with self._cond:
+            if self._latest is None:
+                self._raise_if_done()
+                raise NoFrameYet(f"{self.name}: no frame decoded yet")
+            return self._latest
+
+    def recent(self) -> list[Frame]:
+        """The last ``history`` frames, oldest first (for alignment across streams)."""
+        with self._cond:
+            return list(self._history)
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield frames until the stream ends (files) or is closed."""
+        while True:
+            try:
+                yield self.read()
+            except (StreamEnded, StreamClosed):
+                return
+
+    def _raise_if_done(self) -> None:
+        state = self._state
+        if state is StreamState.CLOSED:
+            raise StreamClosed(f"{self.name}: stream is closed")
+        if state is StreamState.NEW:
+            raise SyncStreamError(
+                f"{self.name}: stream not started; call start() or use it in a with block"
+            )
+        if state is StreamState.ENDED:
+            raise StreamEnded(f"{self.name}: end of stream")
+        if state is StreamState.FAILED:
+            raise StreamFailed(f"{self.name}: stream failed: {self._last_error}") from (
+                self._last_error
+            )
+
+    @property
+    def state(self) -> StreamState:
+        """The current :class:`StreamState`."""
+        return self._state
+
+    @property
+    def stats(self) -> StreamStats:
+        """A consistent snapshot of the counters."""
+        with self._cond:
+            source = self._source
+            decode_errors = self._decode_errors_closed
+            rejected = self._rejected_closed
+            if source is not None:
+                decode_errors += source.counters.decode_errors
+                rejected += source.counters.rejected
+            latencies = sorted(self._latencies)
+            now = time.monotonic()
+            recent = [t for t in self._arrivals if now - t <= _FPS_WINDOW]
+            fps = 0.0
+            if len(recent) >= 2 and recent[-1] > recent[0]:
+                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+            return StreamStats(
+                name=self.name,
+                state=self._state,
+                decoded=self._seq + 1,
+                delivered=self._delivered,
+                skipped=self._skipped,
+                decode_errors=decode_errors,
+                rejected=rejected,
+                reconnects=self._reconnects,
+                fps=fps,
+                latency_p50=_percentile(latencies, 0.5),
+                latency_p95=_percentile(latencies, 0.95),
+                capture_clock=self._capture_clock,
+                last_error=None if self._last_error is None else str(self._last_error),
+            )
+
+    # -- reader thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._read_loop()
+        except BaseException as exc:  # a bug must reach the owner, not vanish with the thread
+            logger.exception("%s: reader crashed", self.name)
+            with self._cond:
+                self._last_error = exc
+                if self._state is not StreamState.CLOSED:
+                    self._state = StreamState.FAILED
+                self._cond.notify_all()
+
+    def _read_loop(self) -> None:
+        delay = self.config.reconnect_delay
+        failures = 0
+        while not self._stop.is_set():
+            source = self._source_factory(self.config)
+            with self._cond:
+                if self._stop.is_set():
+                    return
+                self._source = source
+            self._had_frames_since_open = False
+            try:
+                source.open()
+                if self._pump(source):
+                    failures, delay = 0, self.config.reconnect_delay
+                    if self._ended(source):
+                        return
+                    continue  # looping file: reopen at once
+            except StreamEnded:
+                if self._ended(source):
+                    return
+                continue
+            except SourceError as exc:
+                if self._stop.is_set():
+                    return
+                failures += 1
+                self._note_failure(exc)
+                if self._had_frames_since_open:
+                    failures, delay = 1, self.config.reconnect_delay
+            finally:
+                self._retire(source)
+            limit = self.config.max_reconnects
+            if limit is not None and failures > limit:
+                with self._cond:
+                    if self._state is not StreamState.CLOSED:
+                        self._state = StreamState.FAILED
+                    self._cond.notify_all()
+                logger.error("%s: giving up after %d failed attempts", self.name, failures)
+                return
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, self.config.reconnect_max_delay)
+            with self._cond:
+                self._reconnects += 1
+                if self._state is not StreamState.CLOSED:
+                    self._state = StreamState.CONNECTING
+            logger.info("%s: reopening (attempt %d)", self.name, failures + 1)
+
+    def _pump(self, source: Source) -> bool:
+        """Read frames until the source ends (True) or fails (raises SourceError)."""
+        first_pts: float | None = None
+        start_mono = 0.0
+        while not self._stop.is_set():
+            source_frame = source.read()
+            if not source.is_live and self.config.realtime and source_frame.pts_time is not None:
+                if first_pts is None:
+                    first_pts, start_mono = source_frame.pts_time, time.monotonic()
+                due = start_mono + (source_frame.pts_time - first_pts)
+                wait = due - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return False
+            self._publish(source_frame, lossless=not source.is_live and not self.config.realtime)
+        return False
+
+    def _ended(self, source: Source) -> bool:
+        """Handle the end of a file: True when the stream is done, False to loop."""
+        if self.config.loop and not self._stop.is_set():
+            return False
+        with self._cond:
+            if self._state is not StreamState.CLOSED:
+                self._state = StreamState.ENDED
+            self._cond.notify_all()
+        logger.info("%s: end of stream", self.name)
+        return True
+
+    def _note_failure(self, exc: SourceError) -> None:
+        with self._cond:
+            self._last_error = exc
+            if self._state is not StreamState.CLOSED:
+                self._state = StreamState.STALE
+            self._cond.notify_all()
+        level = logging.INFO if isinstance(exc, SourceStalled) else logging.WARNING
+        logger.log(level, "%s: %s", self.name, exc)
+
+    def _retire(self, source: Source) -> None:
+        source.close()
+        with self._cond:
+            self._decode_errors_closed += source.counters.decode_errors
+            self._rejected_closed += source.counters.rejected
+            self._source = None
+
+    def _publish(self, source_frame: SourceFrame, *, lossless: bool) -> None:
+        arrival_time = time.time()
+        arrival_mono = time.monotonic()
+        capture_time = self._capture_time(source_frame, arrival_time)
+        with self._cond:
+            if lossless:
+                while (
+                    self._latest is not None
+                    and self._latest.seq > self._last_read_seq
+                    and not self._stop.is_set()
+                ):
+                    self._cond.wait(0.1)
+            self._seq += 1
+            frame = Frame(
+                source=self.name,
+                seq=self._seq,
+                width=source_frame.width,
+                height=source_frame.height,
+                arrival_time=arrival_time,
+                arrival_mono=arrival_mono,
+                capture_time=capture_time,
+                pts_time=source_frame.pts_time,
+                convert=source_frame.convert,
+            )
+            previous = self._latest
+            if previous is not None and previous.seq > self._last_read_seq:
+                self._skipped += 1
+            self._latest = frame
+            self._history.append(frame)
+            self._arrivals.append(arrival_mono)
+            if capture_time is not None:
+                self._latencies.append(arrival_time - capture_time)
+                self._capture_clock = "sender"
+            else:
+                self._capture_clock = "arrival"
+            if self._state in (StreamState.CONNECTING, StreamState.STALE):
+                self._state = StreamState.LIVE
+            self._had_frames_since_open = True
+            self._cond.notify_all()
+
+    def _capture_time(self, source_frame: SourceFrame, arrival_time: float) -> float | None:
+        config = self.config
+        if config.capture_clock == "none":
+            return None
+        sender_time = source_frame.sender_time
+        if sender_time is None and source_frame.pts_time is not None:
+            sender_time = source_frame.pts_time
+            if source_frame.pts_period is not None:
+                sender_time = unwrap_pts_time(
+                    sender_time, arrival_time - config.clock_offset, source_frame.pts_period
+                )
+        if sender_time is None:
+            return None
+        if config.capture_clock == "sender":
+            return sender_time + config.clock_offset
+        return plausible_capture_time(
+            sender_time, arrival_time, config.clock_offset, config.clock_tolerance
+        )
+
+    def __repr__(self) -> str:
+        return f"VideoStream({self.config.url!r}, name={self.name!r}, state={self._state.value})"

@@ -1,0 +1,201 @@
+"""Tiny RTSP server serving an H.264 test pattern, for syncstream's tests.
+
+This is a standalone script, *not* part of the test suite's import path. It is
+built on GStreamer's RTSP server library (``libgstrtspserver``) through
+PyGObject, so it must be run by an interpreter that can ``import gi`` -- on
+Debian that is the system ``/usr/bin/python3`` with the ``python3-gi`` package,
+not a pyenv/venv interpreter.  ``tests/rtsp_fixture.py`` takes care of picking
+the interpreter and of starting/stopping this script; see
+``tests/RTSP_NOTES.md`` for the Debian packages it needs.
+
+What it serves::
+
+    rtsp://<host>:<port><path>
+        videotestsrc (live) -> x264enc (baseline, zerolatency) -> rtph264pay
+
+Each client gets its own pipeline by default (``--shared`` to share one), so
+every new connection starts with SPS/PPS and a key frame.  Both RTP/UDP and
+RTP/TCP (interleaved) transports are offered.
+
+Protocol with the parent process:
+
+* when the server socket is listening, one line is printed on stdout::
+
+      READY rtsp://127.0.0.1:54321/test
+
+  (with ``--port 0`` the kernel picks a free port; the line has the real one);
+* SIGTERM or SIGINT stop the server cleanly (exit status 0);
+* with ``--exit-on-stdin-eof`` the server also stops when its stdin reaches
+  end-of-file, i.e. when the parent that holds the pipe dies -- so a crashed
+  test run cannot leave an orphaned server behind;
+* failures are reported on stderr with a non-zero exit status (2: bad
+  arguments or cannot bind, 3: GStreamer/PyGObject or a required element is
+  missing).
+
+``--check`` only verifies that everything needed is installed, prints ``OK``
+and exits 0 (or explains what is missing on stderr and exits 3).
+
+Example::
+
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /test
+    ffprobe -rtsp_transport tcp rtsp://127.0.0.1:8554/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+#: GStreamer elements the served pipeline is built from (and the plugin
+#: package that provides each, on Debian).
+REQUIRED_ELEMENTS: dict[str, str] = {
+    "videotestsrc": "gstreamer1.0-plugins-base",
+    "capsfilter": "libgstreamer1.0-0 (coreelements)",
+    "x264enc": "gstreamer1.0-plugins-ugly",
+    "rtph264pay": "gstreamer1.0-plugins-good",
+}
+
+PATTERNS = ("smpte", "ball", "snow", "black", "white", "red", "green", "blue",
+            "checkers-8", "circular", "gradient", "pinwheel", "spokes", "bar")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Serve an H.264 test pattern over RTSP (GStreamer).")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8554,
+                        help="TCP port for RTSP; 0 = pick a free one "
+                             "(default: %(default)s)")
+    parser.add_argument("--path", default="/test",
+                        help="mount point, e.g. /test (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--fps", type=int, default=25,
+                        help="frames per second (integer, default: %(default)s)")
+    parser.add_argument("--bitrate", type=int, default=1000,
+                        help="H.264 bitrate in kbit/s (default: %(default)s)")
+    parser.add_argument("--gop", type=int, default=0,
+                        help="max frames between key frames; 0 = one second "
+                             "(default)")
+    parser.add_argument("--pattern", default="ball", choices=PATTERNS,
+                        help="videotestsrc pattern (default: %(default)s; "
+                             "'ball' moves, so consecutive frames differ)")
+    parser.add_argument("--shared", action="store_true",
+                        help="share one pipeline between all clients")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="stop when stdin is closed (parent died)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that the dependencies are installed")
+    args = parser.parse_args(argv)
+
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be in 0..65535")
+    if not args.path.startswith("/") or len(args.path) < 2:
+        parser.error("--path must start with '/' and not be just '/'")
+    for name in ("width", "height", "fps", "bitrate"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    if args.gop < 0:
+        parser.error("--gop must be >= 0")
+    if args.width % 2 or args.height % 2:
+        parser.error("--width and --height must be even (I420 video)")
+    return args
+
+
+def _import_gst() -> tuple[Any, Any, Any]:
+    """Import GLib, Gst and GstRtspServer; exit with status 3 if unavailable."""
+    try:
+        import gi
+
+        gi.require_version("Gst", "1.0")
+        gi.require_version("GstRtspServer", "1.0")
+        from gi.repository import GLib, Gst, GstRtspServer
+    except (ImportError, ValueError) as exc:
+        print(f"rtsp_server: cannot load GStreamer RTSP server bindings: {exc}\n"
+              "  (needs python3-gi, gir1.2-gst-rtsp-server-1.0; run with "
+              "Debian's /usr/bin/python3)", file=sys.stderr)
+        sys.exit(3)
+    Gst.init(None)
+    missing = [f"{element} ({package})"
+               for element, package in REQUIRED_ELEMENTS.items()
+               if Gst.ElementFactory.find(element) is None]
+    if missing:
+        print("rtsp_server: missing GStreamer elements: " + ", ".join(missing),
+              file=sys.stderr)
+        sys.exit(3)
+    return GLib, Gst, GstRtspServer
+
+
+def _launch_line(args: argparse.Namespace) -> str:
+    gop = args.gop or args.fps
+    return (
+        "( videotestsrc is-live=true pattern={pattern}"
+        " ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
+        " ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={br}"
+        " key-int-max={gop}"
+        " ! video/x-h264,profile=baseline"
+        " ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    ).format(pattern=args.pattern, w=args.width, h=args.height,
+             fps=args.fps, br=args.bitrate, gop=gop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    GLib, _Gst, GstRtspServer = _import_gst()
+    if args.check:
+        print("OK", flush=True)
+        return 0
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address(args.host)
+    server.set_service(str(args.port))
+
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(_launch_line(args))
+    factory.set_shared(args.shared)
+    server.get_mount_points().add_factory(args.path, factory)
+
+    loop = GLib.MainLoop()
+    try:
+        source_id = server.attach(None)
+    except GLib.Error as exc:  # e.g. address already in use
+        print(f"rtsp_server: cannot listen on {args.host}:{args.port}: "
+              f"{exc.message}", file=sys.stderr)
+        return 2
+    if source_id == 0:
+        print(f"rtsp_server: cannot listen on {args.host}:{args.port}",
+              file=sys.stderr)
+        return 2
+
+    def stop(*_: object) -> bool:
+        loop.quit()
+        return GLib.SOURCE_REMOVE
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_HIGH, signum, stop, None)
+    if args.exit_on_stdin_eof:
+        # Fires on readability (EOF) or hang-up of the pipe; the parent never
+        # writes to it, so any event means it has gone away.
+        GLib.io_add_watch(
+            GLib.IOChannel.unix_new(sys.stdin.fileno()), GLib.PRIORITY_DEFAULT,
+            GLib.IOCondition.IN | GLib.IOCondition.HUP | GLib.IOCondition.ERR,
+            stop)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"READY rtsp://{host}:{server.get_bound_port()}{args.path}",
+          flush=True)
+    try:
+        loop.run()
+    finally:
+        # Drop connected clients (and so their pipelines) before exiting.
+        server.client_filter(
+            lambda _server, _client, *_: GstRtspServer.RTSPFilterResult.REMOVE)
+        GLib.source_remove(source_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
