@@ -164,7 +164,8 @@ class VideoStream:
                 raise StreamClosed(f"{self.name}: stream is closed and cannot restart")
             if self._thread is not None:
                 return self
-            self._source_factory(self.config)  # fail now on an unsupported URL, not in the thread
+            if self._source_factory is create_source:
+                create_source(self.config)  # an unsupported URL fails here, not in the thread
             self._state = StreamState.CONNECTING
             self._thread = threading.Thread(
                 target=self._run, name=f"syncstream-reader:{self.name}", daemon=True

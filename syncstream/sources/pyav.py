@@ -61,6 +61,8 @@ class PyAVSource:
         self.location = location
         self.counters = SourceCounters()
         self._udp = location.startswith("udp://")
+        # parsed here so that a malformed URL fails at start(), not in the reader thread
+        self._udp_address = parse_udp_url(location) if self._udp else None
         self._device = location.startswith("/dev/video")
         self._network = self._udp or location.startswith(_NETWORK_SCHEMES)
         self.is_live = self._network or self._device
@@ -77,9 +79,9 @@ class PyAVSource:
         """Open the container and its first video stream."""
         options = dict(_LOW_DELAY_OPTIONS) if self.is_live else {}
         try:
-            if self._udp:
+            if self._udp_address is not None:
                 self._reader = UdpTsReader(
-                    parse_udp_url(self.location),
+                    self._udp_address,
                     name=self.name,
                     counters=self.counters,
                     receive_buffer=self.config.udp_buffer_bytes,
