@@ -32,7 +32,7 @@ def _lavfi(seconds: float, pattern: str = "testsrc") -> list[str]:
 def make_wallclock_ts(path: pathlib.Path) -> None:
     """A .ts as a syncstream sender produces it: the same arguments, a file instead of UDP."""
     args = mpegts_udp_output_args("udp://127.0.0.1:9", gop=FPS, bitrate="200k")
-    args = args[:-1] + [str(path)]  # last argument is the UDP destination
+    args = [*args[:-1], str(path)]  # the last argument is the UDP destination
     _ffmpeg(["-re", *_lavfi(2.0), *args])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,5 +91,11 @@ class StreamConfig(_Model):
 
     @property
     def display_name(self) -> str:
-        """The stream's name, or its URL when none was given."""
-        return self.name if self.name is not None else self.url
+        """The stream's name, or its URL without credentials when none was given."""
+        if self.name is not None:
+            return self.name
+        parts = urlsplit(self.url)
+        if parts.password is not None or parts.username is not None:
+            host = parts.netloc.rpartition("@")[2]
+            return urlunsplit(parts._replace(netloc=host))
+        return self.url

@@ -20,7 +20,9 @@ so that it survives downscaling:
 Blocks are painted at video black and white (luma 16 and 235). The decoder averages a
 small patch at the centre of each block (away from edges, where compression rings), sets
 the threshold halfway between the guard's levels and refuses a block that is not clearly
-black or white. It reads only the band, so it costs tens of microseconds per frame.
+black or white. It reads only 16 points per block, never the whole frame, so it costs far
+less than converting the frame. The tests read the stamp back exactly after JPEG at quality
+10, after downscaling to 1/8 of the width and after x264 ultrafast/zerolatency at 640x480.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def decode_stamp(image: NDArray[np.uint8]) -> float:
     ``image`` is a BGR picture (``HxWx3``) or a luma plane (``HxW``), possibly recompressed
     or scaled. Only the barcode band is sampled. Raises :class:`StampNotFound` when the
     picture holds no valid stamp: the guard row is missing, a block is neither clearly
-    black nor clearly white, or the check bits do not match.
+    black nor clearly white, or the check bits do not match; ``ValueError`` for an array
+    of another shape.
     """
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(f"image must be HxW or HxWx3, got shape {image.shape}")
@@ -136,10 +139,9 @@ def decode_stamp(image: NDArray[np.uint8]) -> float:
     if width < 2 * COLUMNS or ROWS * _band_height(width) > height:
         raise StampNotFound(f"a {width}x{height} picture is too small to hold a stamp")
     ys, xs = _sample_points(width)
-    samples = image[np.ix_(ys, xs)].astype(np.float32)
-    if samples.ndim == 3:
-        samples = samples.mean(axis=2)
-    levels = samples.reshape(ROWS, SAMPLES, COLUMNS, SAMPLES).mean(axis=(1, 3))
+    samples = image.take(ys, axis=0).take(xs, axis=1)  # take: faster than fancy indexing
+    blocks = samples.reshape(ROWS, SAMPLES, COLUMNS, SAMPLES, -1)
+    levels = blocks.sum(axis=(1, 3, 4), dtype=np.int32) / (SAMPLES * SAMPLES * blocks.shape[4])
     guard = levels[0]
     white = float(guard[_GUARD_BITS].mean())
     black = float(guard[~_GUARD_BITS].mean())
@@ -195,6 +197,7 @@ class StampSender:
         codec: Codec = "libx264",
         gop: int = 30,
         join_timeout: float = 2.0,
+        pes_length: bool = True,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "udp" or parts.query:
@@ -221,7 +224,7 @@ class StampSender:
             "ffmpeg", "-hide_banner", "-loglevel", "warning",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
             "-r", str(fps), "-i", "-",
-            *mpegts_udp_output_args(url, codec=codec, gop=gop),
+            *mpegts_udp_output_args(url, codec=codec, gop=gop, pes_length=pes_length),
         ]  # fmt: skip
         self._sender: LocalSender | None = None
         self._thread: threading.Thread | None = None
@@ -240,6 +243,11 @@ class StampSender:
     def frames_sent(self) -> int:
         """Frames written to ffmpeg so far."""
         return self._frames_sent
+
+    @property
+    def pid(self) -> int | None:
+        """ffmpeg's process id while started, else None."""
+        return self._sender.pid if self._sender is not None else None
 
     @property
     def error(self) -> SourceError | None:

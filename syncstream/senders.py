@@ -50,13 +50,21 @@ def mpegts_udp_output_args(
     bitrate: str | None = None,
     extra_filters: Sequence[str] = (),
     pkt_size: int = 1316,
+    pes_length: bool = True,
 ) -> list[str]:
     """Output arguments: stamp the wall clock into the PTS, encode, mux MPEG-TS to ``url``.
 
     ``url`` is ``udp://host:port``; ``pkt_size`` (7 TS packets of 188 bytes) is appended.
+    ``pes_length=False`` keeps ffmpeg's default of omitting the video PES length, which
+    makes receivers wait for the next frame before handing over the current one.
     """
     filters = [*extra_filters, "settb=1/90000", "setpts=RTCTIME*9/100"]
-    args = ["-vf", ",".join(filters), "-enc_time_base", "1:90000", "-c:v", codec]
+    args = ["-vf", ",".join(filters)]
+    if codec != "mpeg2video":
+        # MPEG-2 only accepts standard frame rates as its time base: its stamps are
+        # rounded to the frame interval.
+        args += ["-enc_time_base", "1:90000"]
+    args += ["-c:v", codec]
     if codec == "libx264":
         args += ["-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]
     elif codec == "mjpeg":
@@ -71,7 +79,7 @@ def mpegts_udp_output_args(
         "-mpegts_copyts", "1",
         "-fps_mode", "passthrough",
         "-muxdelay", "0",
-        "-omit_video_pes_length", "0",
+        "-omit_video_pes_length", "0" if pes_length else "1",
         "-flush_packets", "1",
         "-f", "mpegts",
         f"{url}?pkt_size={pkt_size}",

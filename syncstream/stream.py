@@ -397,7 +397,7 @@ class VideoStream:
                 self._state = StreamState.STALE
             self._cond.notify_all()
         level = logging.INFO if isinstance(exc, SourceStalled) else logging.WARNING
-        logger.log(level, "%s: %s", self.name, exc)
+        logger.log(level, "%s", exc)  # source errors start with the stream's name
 
     def _retire(self, source: Source) -> None:
         source.close()

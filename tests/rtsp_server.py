@@ -57,38 +57,70 @@ REQUIRED_ELEMENTS: dict[str, str] = {
     "rtph264pay": "gstreamer1.0-plugins-good",
 }
 
-PATTERNS = ("smpte", "ball", "snow", "black", "white", "red", "green", "blue",
-            "checkers-8", "circular", "gradient", "pinwheel", "spokes", "bar")
+#: UDP port range for RTP/RTCP when a client asks for UDP transport.
+UDP_PORT_MIN, UDP_PORT_MAX = 20000, 59999
+
+PATTERNS = (
+    "smpte",
+    "ball",
+    "snow",
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "checkers-8",
+    "circular",
+    "gradient",
+    "pinwheel",
+    "spokes",
+    "bar",
+)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Serve an H.264 test pattern over RTSP (GStreamer).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8554,
-                        help="TCP port for RTSP; 0 = pick a free one "
-                             "(default: %(default)s)")
-    parser.add_argument("--path", default="/test",
-                        help="mount point, e.g. /test (default: %(default)s)")
+        description="Serve an H.264 test pattern over RTSP (GStreamer)."
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="IP address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8554,
+        help="TCP port for RTSP; 0 = pick a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--path", default="/test", help="mount point, e.g. /test (default: %(default)s)"
+    )
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--fps", type=int, default=25,
-                        help="frames per second (integer, default: %(default)s)")
-    parser.add_argument("--bitrate", type=int, default=1000,
-                        help="H.264 bitrate in kbit/s (default: %(default)s)")
-    parser.add_argument("--gop", type=int, default=0,
-                        help="max frames between key frames; 0 = one second "
-                             "(default)")
-    parser.add_argument("--pattern", default="ball", choices=PATTERNS,
-                        help="videotestsrc pattern (default: %(default)s; "
-                             "'ball' moves, so consecutive frames differ)")
-    parser.add_argument("--shared", action="store_true",
-                        help="share one pipeline between all clients")
-    parser.add_argument("--exit-on-stdin-eof", action="store_true",
-                        help="stop when stdin is closed (parent died)")
-    parser.add_argument("--check", action="store_true",
-                        help="only check that the dependencies are installed")
+    parser.add_argument(
+        "--fps", type=int, default=25, help="frames per second (integer, default: %(default)s)"
+    )
+    parser.add_argument(
+        "--bitrate", type=int, default=1000, help="H.264 bitrate in kbit/s (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--gop", type=int, default=0, help="max frames between key frames; 0 = one second (default)"
+    )
+    parser.add_argument(
+        "--pattern",
+        default="ball",
+        choices=PATTERNS,
+        help="videotestsrc pattern (default: %(default)s; "
+        "'ball' moves, so consecutive frames differ)",
+    )
+    parser.add_argument(
+        "--shared", action="store_true", help="share one pipeline between all clients"
+    )
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="stop when stdin is closed (parent died)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the dependencies are installed"
+    )
     args = parser.parse_args(argv)
 
     if not 0 <= args.port <= 65535:
@@ -108,23 +140,31 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _import_gst() -> tuple[Any, Any, Any]:
     """Import GLib, Gst and GstRtspServer; exit with status 3 if unavailable."""
     try:
-        import gi
+        import gi  # type: ignore[import-not-found, unused-ignore]
 
         gi.require_version("Gst", "1.0")
         gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import GLib, Gst, GstRtspServer
+        from gi.repository import (  # type: ignore[import-not-found, unused-ignore]
+            GLib,
+            Gst,
+            GstRtspServer,
+        )
     except (ImportError, ValueError) as exc:
-        print(f"rtsp_server: cannot load GStreamer RTSP server bindings: {exc}\n"
-              "  (needs python3-gi, gir1.2-gst-rtsp-server-1.0; run with "
-              "Debian's /usr/bin/python3)", file=sys.stderr)
+        print(
+            f"rtsp_server: cannot load GStreamer RTSP server bindings: {exc}\n"
+            "  (needs python3-gi, gir1.2-gst-rtsp-server-1.0; run with "
+            "Debian's /usr/bin/python3)",
+            file=sys.stderr,
+        )
         sys.exit(3)
     Gst.init(None)
-    missing = [f"{element} ({package})"
-               for element, package in REQUIRED_ELEMENTS.items()
-               if Gst.ElementFactory.find(element) is None]
+    missing = [
+        f"{element} ({package})"
+        for element, package in REQUIRED_ELEMENTS.items()
+        if Gst.ElementFactory.find(element) is None
+    ]
     if missing:
-        print("rtsp_server: missing GStreamer elements: " + ", ".join(missing),
-              file=sys.stderr)
+        print("rtsp_server: missing GStreamer elements: " + ", ".join(missing), file=sys.stderr)
         sys.exit(3)
     return GLib, Gst, GstRtspServer
 
@@ -132,14 +172,14 @@ def _import_gst() -> tuple[Any, Any, Any]:
 def _launch_line(args: argparse.Namespace) -> str:
     gop = args.gop or args.fps
     return (
-        "( videotestsrc is-live=true pattern={pattern}"
-        " ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
-        " ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={br}"
-        " key-int-max={gop}"
+        f"( videotestsrc is-live=true pattern={args.pattern}"
+        f" ! video/x-raw,format=I420,width={args.width},height={args.height}"
+        f",framerate={args.fps}/1"
+        f" ! x264enc tune=zerolatency speed-preset=ultrafast threads=1"
+        f" bitrate={args.bitrate} key-int-max={gop}"
         " ! video/x-h264,profile=baseline"
         " ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-    ).format(pattern=args.pattern, w=args.width, h=args.height,
-             fps=args.fps, br=args.bitrate, gop=gop)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,23 +196,25 @@ def main(argv: list[str] | None = None) -> int:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(_launch_line(args))
     factory.set_shared(args.shared)
+    # RTP/RTCP-over-UDP sockets: take them from a loopback-only pool, otherwise
+    # GStreamer binds them to the wildcard addresses (0.0.0.0 and ::).
+    pool = GstRtspServer.RTSPAddressPool()
+    pool.add_range(args.host, args.host, UDP_PORT_MIN, UDP_PORT_MAX, 0)
+    factory.set_address_pool(pool)
     server.get_mount_points().add_factory(args.path, factory)
 
     loop = GLib.MainLoop()
     try:
-        source_id = server.attach(None)
-    except GLib.Error as exc:  # e.g. address already in use
-        print(f"rtsp_server: cannot listen on {args.host}:{args.port}: "
-              f"{exc.message}", file=sys.stderr)
+        # Binds the listening socket now, so errors come back as GLib.Error.
+        source = server.create_source(None)
+    except GLib.Error as exc:  # e.g. "Address already in use"
+        print(f"rtsp_server: cannot listen: {exc.message}", file=sys.stderr)
         return 2
-    if source_id == 0:
-        print(f"rtsp_server: cannot listen on {args.host}:{args.port}",
-              file=sys.stderr)
-        return 2
+    source.attach(None)
 
     def stop(*_: object) -> bool:
         loop.quit()
-        return GLib.SOURCE_REMOVE
+        return False  # GLib.SOURCE_REMOVE
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, signum, stop, None)
@@ -180,20 +222,20 @@ def main(argv: list[str] | None = None) -> int:
         # Fires on readability (EOF) or hang-up of the pipe; the parent never
         # writes to it, so any event means it has gone away.
         GLib.io_add_watch(
-            GLib.IOChannel.unix_new(sys.stdin.fileno()), GLib.PRIORITY_DEFAULT,
+            GLib.IOChannel.unix_new(sys.stdin.fileno()),
+            GLib.PRIORITY_DEFAULT,
             GLib.IOCondition.IN | GLib.IOCondition.HUP | GLib.IOCondition.ERR,
-            stop)
+            stop,
+        )
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"READY rtsp://{host}:{server.get_bound_port()}{args.path}",
-          flush=True)
+    print(f"READY rtsp://{host}:{server.get_bound_port()}{args.path}", flush=True)
     try:
         loop.run()
     finally:
         # Drop connected clients (and so their pipelines) before exiting.
-        server.client_filter(
-            lambda _server, _client, *_: GstRtspServer.RTSPFilterResult.REMOVE)
-        GLib.source_remove(source_id)
+        server.client_filter(lambda _server, _client, *_: GstRtspServer.RTSPFilterResult.REMOVE)
+        source.destroy()
     return 0
 
 

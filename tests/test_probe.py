@@ -1,15 +1,18 @@
 """Tests of the latency probe: the pixel stamp codec (pure) and the stamp sender (end to end).
 
-The stamp is read back exactly after JPEG at quality 50, after downscaling by 0.5 (area or
-bilinear) and 0.25 (area), and after both JPEG and 0.5x; the end-to-end test shows that it
-survives x264 ultrafast/zerolatency at 640x480.
+The stamp is read back exactly after JPEG at quality 50 and 10, after downscaling by 0.5
+(area, bilinear or nearest), 0.25 and 0.125 (area; blocks of 2.5 x 2 pixels), and after
+JPEG on top of 0.5x; the end-to-end test shows that it survives x264 ultrafast/zerolatency
+at 640x480 and that its time agrees with the sender's PTS.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,7 +24,7 @@ import pytest
 from numpy.typing import NDArray
 
 from syncstream.clock import MPEGTS_PTS_PERIOD
-from syncstream.errors import ConfigError, StampNotFound, StreamClosed
+from syncstream.errors import ConfigError, SourceError, StampNotFound, StreamClosed
 from syncstream.probe import StampSender, decode_stamp, encode_stamp
 
 STAMP = 1_700_000_000.123456
@@ -92,14 +95,21 @@ def test_decodes_full_range_levels() -> None:
     assert micros(decode_stamp(full)) == STAMP_MICROS
 
 
-def test_survives_jpeg_quality_50() -> None:
-    bgr = jpeg(cv2.cvtColor(stamped(), cv2.COLOR_GRAY2BGR), 50)
+@pytest.mark.parametrize("quality", [50, 10])
+def test_survives_jpeg(quality: int) -> None:
+    bgr = jpeg(cv2.cvtColor(stamped(), cv2.COLOR_GRAY2BGR), quality)
     assert micros(decode_stamp(bgr)) == STAMP_MICROS
 
 
 @pytest.mark.parametrize(
     ("scale", "interpolation"),
-    [(0.5, cv2.INTER_AREA), (0.5, cv2.INTER_LINEAR), (0.25, cv2.INTER_AREA)],
+    [
+        (0.5, cv2.INTER_AREA),
+        (0.5, cv2.INTER_LINEAR),
+        (0.5, cv2.INTER_NEAREST),
+        (0.25, cv2.INTER_AREA),
+        (0.125, cv2.INTER_AREA),
+    ],
 )
 def test_survives_downscaling(scale: float, interpolation: int) -> None:
     small = cv2.resize(stamped(), None, fx=scale, fy=scale, interpolation=interpolation)
@@ -271,3 +281,23 @@ def test_stamp_sender_end_to_end() -> None:
     assert sender.error is None
     assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
     assert max(abs(offset) for offset in pts_offsets) < 0.1
+
+
+@needs_ffmpeg
+@pytest.mark.timeout(30)
+def test_stamp_sender_reports_ffmpeg_dying() -> None:
+    sender = StampSender(f"udp://127.0.0.1:{free_udp_port()}", size=(320, 240), fps=30.0)
+    with sender:
+        assert sender.pid is not None
+        os.kill(sender.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while sender.error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert isinstance(sender.error, SourceError)
+        assert isinstance(sender.error.__cause__, BrokenPipeError)
+        assert "stamp-sender" in str(sender.error)
+    sent = sender.frames_sent
+    sender.stop()  # idempotent
+    assert sender.frames_sent == sent
+    with pytest.raises(StreamClosed):
+        sender.start()

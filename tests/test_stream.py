@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -84,9 +85,8 @@ def counting_reader(limit: int | None = None, period: float = 0.0) -> Callable[.
         nonlocal count
         if limit is not None and count >= limit:
             raise StreamEnded("end")
-        if period:
-            if source.interrupted.wait(period):
-                raise SourceError("interrupted")
+        if period and source.interrupted.wait(period):
+            raise SourceError("interrupted")
         count += 1
         return _picture(count)
 
@@ -103,11 +103,11 @@ def test_seq_increases_and_no_frame_is_returned_twice() -> None:
     with VideoStream("fake://a", source_factory=factory_of(fake)) as stream:
         seqs = [stream.read(timeout=2).seq for _ in range(50)]
         stats = stream.stats
-    assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(seqs))
     assert stats.delivered == 50
     assert stats.decoded >= 50
     assert stats.skipped + stats.delivered <= stats.decoded
-    gaps = sum(b - a - 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    gaps = sum(b - a - 1 for a, b in itertools.pairwise(seqs))
     assert gaps <= stats.skipped
 
 
@@ -214,11 +214,13 @@ def test_state_goes_stale_then_live_again() -> None:
 
 def test_gives_up_after_max_reconnects_with_the_cause() -> None:
     fake = FakeSource(blocking_reader, open_error=SourceError("no route to camera"))
-    with VideoStream(
-        "fake://a", source_factory=factory_of(fake), reconnect_delay=0.01, max_reconnects=2
-    ) as stream:
-        with pytest.raises(StreamFailed) as info:
-            stream.read(timeout=5)
+    with (
+        VideoStream(
+            "fake://a", source_factory=factory_of(fake), reconnect_delay=0.01, max_reconnects=2
+        ) as stream,
+        pytest.raises(StreamFailed) as info,
+    ):
+        stream.read(timeout=5)
     assert "no route to camera" in str(info.value)
     assert isinstance(info.value.__cause__, SourceError)
     assert stream.stats.reconnects == 2
@@ -236,9 +238,7 @@ def test_a_bug_in_a_source_reaches_the_reader() -> None:
 
 def test_file_without_realtime_delivers_every_frame_then_ends() -> None:
     fake = FakeSource(counting_reader(limit=40), is_live=False)
-    with VideoStream(
-        "fake.ts", source_factory=factory_of(fake), realtime=False
-    ) as stream:
+    with VideoStream("fake.ts", source_factory=factory_of(fake), realtime=False) as stream:
         time.sleep(0.05)  # the reader is much faster than us: it must wait, not skip
         frames = list(stream)
         stats = stream.stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -9,8 +10,8 @@ import time
 import tracemalloc
 
 import pytest
-
 from conftest import DATA, SenderFactory, free_udp_port
+
 from syncstream import (
     SourceError,
     StreamEnded,
@@ -81,9 +82,7 @@ def test_udp_garbage_datagrams_are_rejected_and_counted(udp_sender: SenderFactor
 def test_short_sender_gap_is_survived_long_gap_reconnects(udp_sender: SenderFactory) -> None:
     port = free_udp_port()
     sender = udp_sender(port)
-    with VideoStream(
-        f"udp://127.0.0.1:{port}", stall_timeout=1.0, reconnect_delay=0.1
-    ) as stream:
+    with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=1.0, reconnect_delay=0.1) as stream:
         stream.read(timeout=10)
         sender.stop()
         assert _wait_for(lambda: stream.state is not StreamState.LIVE, 5.0)
@@ -117,7 +116,7 @@ def test_ts_file_realtime_false_delivers_every_frame() -> None:
     pts = [f.pts_time for f in frames]
     assert all(p is not None for p in pts)
     # the recording carries the sender's wall clock: one frame every 1/15 s
-    steps = [b - a for a, b in zip(pts, pts[1:], strict=False)]  # type: ignore[operator]
+    steps = [b - a for a, b in itertools.pairwise(pts)]  # type: ignore[operator]
     assert all(abs(step - 1 / 15) < 0.01 for step in steps)
 
 

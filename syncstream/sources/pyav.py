@@ -16,8 +16,8 @@ from functools import partial
 from typing import Any
 
 import av
-import numpy as np
 import av.error
+import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream as AVVideoStream

@@ -1,0 +1,162 @@
+"""The ``syncstream`` command. Logging is configured here, never by the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from . import __version__
+from .errors import ReadTimeout, SyncStreamError
+from .senders import LocalSender, mpegts_udp_output_args, testsrc_input_args
+from .stream import StreamStats, VideoStream
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+_PATTERNS = ("testsrc", "testsrc2", "smptebars", "rgbtestsrc", "smptehdbars", "yuvtestsrc")
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ms(seconds: float | None) -> str:
+    return "   -  " if seconds is None else f"{seconds * 1000:6.1f}"
+
+
+def _status_line(stats: StreamStats) -> str:
+    return (
+        f"{stats.name:<6} {stats.state.value:<10} fps {stats.fps:5.1f}  "
+        f"latency p50 {_ms(stats.latency_p50)} ms p95 {_ms(stats.latency_p95)} ms  "
+        f"decoded {stats.decoded:5d}  skipped {stats.skipped:4d}  errors {stats.decode_errors}"
+    )
+
+
+def run_demo(cameras: int, seconds: float, size: tuple[int, int], fps: float) -> int:
+    """Simulated cameras on loopback, one VideoStream each; print their figures each second."""
+    if shutil.which("ffmpeg") is None:
+        print(
+            "syncstream demo needs the ffmpeg command (apt-get install -y ffmpeg)", file=sys.stderr
+        )
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping", signum)
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    senders: list[LocalSender] = []
+    streams: list[VideoStream] = []
+    try:
+        for index in range(cameras):
+            port = _free_udp_port()
+            name = f"cam{index + 1}"
+            argv = [
+                "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+                *testsrc_input_args(size, fps, _PATTERNS[index % len(_PATTERNS)]),
+                *mpegts_udp_output_args(f"udp://127.0.0.1:{port}", gop=int(fps)),
+            ]  # fmt: skip
+            streams.append(VideoStream(f"udp://127.0.0.1:{port}", name=name).start())
+            senders.append(LocalSender(argv, name=f"{name}-sender").start())
+        print(
+            f"syncstream {__version__} demo: {cameras} simulated cameras, "
+            f"{size[0]}x{size[1]}@{fps:g}, {seconds:g} s"
+        )
+        consumers = [
+            threading.Thread(target=_consume, args=(s, stop), name=f"demo:{s.name}")
+            for s in streams
+        ]
+        for consumer in consumers:
+            consumer.start()
+        end = time.monotonic() + seconds
+        while not stop.wait(min(1.0, max(0.0, end - time.monotonic()))):
+            for stream in streams:
+                print(_status_line(stream.stats))
+            print(flush=True)
+            if time.monotonic() >= end:
+                break
+        stop.set()
+        for consumer in consumers:
+            consumer.join(5)
+        finals = [stream.stats for stream in streams]
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        stop.set()
+        for stream in streams:
+            stream.close()
+        for sender in senders:
+            sender.stop()
+        signal.signal(signal.SIGTERM, previous)
+    print("summary:")
+    for stats in finals:
+        print(_status_line(stats))
+    if any(stats.decoded == 0 for stats in finals):
+        print("some cameras delivered no frame", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _consume(stream: VideoStream, stop: threading.Event) -> None:
+    """Read frames as a program would, converting each to BGR."""
+    while not stop.is_set():
+        try:
+            stream.read(timeout=0.5).image  # noqa: B018 - the conversion is the work
+        except ReadTimeout:
+            continue
+        except SyncStreamError as exc:
+            logger.error("%s: %s", stream.name, exc)
+            return
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}")
+    return int(width), int(height)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``syncstream`` command."""
+    parser = argparse.ArgumentParser(prog="syncstream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"syncstream {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="simulated cameras on this machine")
+    demo.add_argument("--cameras", type=int, default=2, choices=range(1, 17), metavar="N")
+    demo.add_argument("--seconds", type=float, default=10.0, metavar="S")
+    demo.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
+    demo.add_argument("--fps", type=float, default=30.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``syncstream`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "demo":
+        if args.seconds <= 0:
+            print("--seconds must be positive", file=sys.stderr)
+            return 2
+        return run_demo(args.cameras, args.seconds, args.size, args.fps)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

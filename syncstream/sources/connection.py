@@ -1,0 +1,214 @@
+"""The TCP (or TLS) client and JPEG decoding shared by the MJPEG and TCP-framed sources.
+
+:class:`BufferedConnection` waits at most ``POLL_INTERVAL`` seconds at a time in every
+blocking step, so an interrupt from another thread or a passed :class:`Deadline` ends it
+promptly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import SourceError
+from ..frames import BGRImage
+from .base import SourceFrame
+
+__all__ = ["POLL_INTERVAL", "BufferedConnection", "Deadline", "decode_jpeg_frame"]
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.25
+_RECV_CHUNK = 65536
+_CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK}
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a blocking network step gives up, and the error it raises then."""
+
+    at_mono: float
+    error: type[SourceError]
+    message: str
+
+    @classmethod
+    def after(cls, seconds: float, error: type[SourceError], message: str) -> Deadline:
+        """A deadline ``seconds`` from now on the monotonic clock."""
+        return cls(time.monotonic() + seconds, error, message)
+
+    def check(self) -> None:
+        """Raise the deadline's error if it has passed."""
+        if time.monotonic() >= self.at_mono:
+            raise self.error(self.message)
+
+
+class BufferedConnection:
+    """A TCP client connection (optionally TLS) with a receive buffer.
+
+    Parsers consume bytes from the front of :attr:`buffer` and call :meth:`fill` for more.
+    Every wait is cut into ``POLL_INTERVAL`` slices that check the shared ``interrupted``
+    event and the caller's :class:`Deadline`. Socket and TLS errors become ``SourceError``.
+    """
+
+    def __init__(self, name: str, interrupted: threading.Event) -> None:
+        self.name = name
+        #: Received bytes not yet consumed by the parser.
+        self.buffer = bytearray()
+        #: The largest size :attr:`buffer` has reached, to show that parsers stay bounded.
+        self.high_water = 0
+        self._interrupted = interrupted
+        self._sock: socket.socket | None = None
+
+    def connect(
+        self, host: str, port: int, deadline: Deadline, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Connect to ``host:port`` (each resolved address in turn), then shake hands if TLS."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise SourceError(f"{self.name}: cannot resolve {host!r}: {exc}") from exc
+        last_error: OSError | None = None
+        for family, kind, proto, _canonical, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._connect_socket(sock, address, deadline)
+            except SourceError:
+                sock.close()
+                raise
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+                continue
+            self._sock = sock if tls is None else self._handshake(sock, tls, host, deadline)
+            return
+        raise SourceError(
+            f"{self.name}: cannot connect to {host}:{port}: {last_error}"
+        ) from last_error
+
+    def _connect_socket(
+        self, sock: socket.socket, address: tuple[object, ...], deadline: Deadline
+    ) -> None:
+        # A non-blocking connect polled in slices: a blocking connect() cannot be interrupted,
+        # and a timed-out connect() cannot be resumed.
+        sock.setblocking(False)
+        error = sock.connect_ex(address)
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_WRITE)
+            while error in _CONNECT_PENDING:
+                self._check(deadline)
+                if selector.select(POLL_INTERVAL):
+                    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
+        sock.settimeout(POLL_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _handshake(
+        self, sock: socket.socket, tls: ssl.SSLContext, host: str, deadline: Deadline
+    ) -> ssl.SSLSocket:
+        try:
+            tls_sock = tls.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        except OSError as exc:
+            sock.close()
+            raise SourceError(f"{self.name}: TLS setup for {host} failed: {exc}") from exc
+        while True:
+            try:
+                self._check(deadline)
+                tls_sock.do_handshake()
+            except TimeoutError:
+                continue  # the handshake resumes where it stopped
+            except SourceError:
+                tls_sock.close()
+                raise
+            except OSError as exc:
+                tls_sock.close()
+                raise SourceError(f"{self.name}: TLS handshake with {host} failed: {exc}") from exc
+            return tls_sock
+
+    def _check(self, deadline: Deadline) -> None:
+        if self._interrupted.is_set():
+            raise SourceError(f"{self.name}: interrupted")
+        deadline.check()
+
+    def _require(self) -> socket.socket:
+        if self._sock is None:
+            raise SourceError(f"{self.name}: connection is closed")
+        return self._sock
+
+    def send(self, data: bytes, deadline: Deadline) -> None:
+        """Send all of ``data``."""
+        sock = self._require()
+        view = memoryview(data)
+        while view:
+            self._check(deadline)
+            try:
+                sent = sock.send(view)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise SourceError(f"{self.name}: send failed: {exc}") from exc
+            view = view[sent:]
+
+    def fill(self, deadline: Deadline) -> None:
+        """Append the next received bytes (at least one) to :attr:`buffer`."""
+        sock = self._require()
+        while True:
+            self._check(deadline)
+            try:
+                data = sock.recv(_RECV_CHUNK)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise SourceError(f"{self.name}: receive failed: {exc}") from exc
+            if not data:
+                raise SourceError(f"{self.name}: connection closed by server")
+            self.buffer += data
+            self.high_water = max(self.high_water, len(self.buffer))
+            return
+
+    def read_exact(self, size: int, deadline: Deadline) -> bytes:
+        """Remove and return exactly ``size`` bytes from the stream."""
+        while len(self.buffer) < size:
+            self.fill(deadline)
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def close(self) -> None:
+        """Close the socket and drop buffered bytes; idempotent."""
+        sock, self._sock = self._sock, None
+        self.buffer = bytearray()
+        if sock is not None:
+            sock.close()
+
+
+def decode_jpeg_frame(data: bytes, *, sender_time: float | None = None) -> SourceFrame | None:
+    """Decode a JPEG into a :class:`SourceFrame`, or return ``None`` if it does not decode."""
+    if not data:
+        return None
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None  # the caller counts and logs the refused frame
+    if decoded is None or decoded.ndim != 3:
+        return None
+    image: BGRImage = np.asarray(decoded, dtype=np.uint8)
+    height, width = image.shape[:2]
+    return SourceFrame(
+        width=int(width), height=int(height), convert=_constant(image), sender_time=sender_time
+    )
+
+
+def _constant(image: BGRImage) -> Callable[[], BGRImage]:
+    return lambda: image
