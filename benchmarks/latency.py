@@ -54,6 +54,7 @@ def receive_syncstream(url: str, warmup: float, seconds: float) -> list[float]:
     """Our reader: VideoStream.read() and the BGR image."""
     samples: list[float] = []
     with VideoStream(url) as stream:
+        stream.read(timeout=10)  # opened and past the first keyframe, like the others
         begin = time.monotonic()
         while (elapsed := time.monotonic() - begin) < warmup + seconds:
             latency = _latency(stream.read(timeout=10).image)

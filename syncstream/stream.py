@@ -128,9 +128,7 @@ class VideoStream:
         :class:`~syncstream.sources.Source`) in place of the one chosen from the URL.
         """
         if isinstance(source, StreamConfig):
-            self.config = source.model_copy(update=dict(options)) if options else source
-            if options:
-                self.config = StreamConfig.model_validate(self.config.model_dump())
+            self.config = StreamConfig.model_validate({**source.model_dump(), **options})
         else:
             self.config = StreamConfig(url=str(source), **options)
         self.name = self.config.display_name
@@ -328,15 +326,13 @@ class VideoStream:
             self._had_frames_since_open = False
             try:
                 source.open()
-                if self._pump(source):
-                    failures, delay = 0, self.config.reconnect_delay
-                    if self._ended(source):
-                        return
-                    continue  # looping file: reopen at once
+                self._pump(source)
+                return  # _pump returns only once close() was called
             except StreamEnded:
-                if self._ended(source):
+                if self._ended():
                     return
-                continue
+                failures, delay = 0, self.config.reconnect_delay
+                continue  # looping file: reopen at once
             except SourceError as exc:
                 if self._stop.is_set():
                     return
@@ -363,8 +359,8 @@ class VideoStream:
                     self._state = StreamState.CONNECTING
             logger.info("%s: reopening (attempt %d)", self.name, failures + 1)
 
-    def _pump(self, source: Source) -> bool:
-        """Read frames until the source ends (True) or fails (raises SourceError)."""
+    def _pump(self, source: Source) -> None:
+        """Read and publish frames until close(); the source's errors propagate."""
         first_pts: float | None = None
         start_mono = 0.0
         while not self._stop.is_set():
@@ -375,11 +371,10 @@ class VideoStream:
                 due = start_mono + (source_frame.pts_time - first_pts)
                 wait = due - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
-                    return False
+                    return
             self._publish(source_frame, lossless=not source.is_live and not self.config.realtime)
-        return False
 
-    def _ended(self, source: Source) -> bool:
+    def _ended(self) -> bool:
         """Handle the end of a file: True when the stream is done, False to loop."""
         if self.config.loop and not self._stop.is_set():
             return False
