@@ -21,11 +21,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..config import StreamConfig
 from ..errors import SourceError
 from ..frames import BGRImage
-from .base import SourceFrame
+from .base import SourceCounters, SourceFrame
 
-__all__ = ["POLL_INTERVAL", "BufferedConnection", "Deadline", "decode_jpeg_frame"]
+__all__ = [
+    "POLL_INTERVAL",
+    "BufferedConnection",
+    "Deadline",
+    "SocketSource",
+    "decode_jpeg_frame",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -212,3 +219,51 @@ def decode_jpeg_frame(data: bytes, *, sender_time: float | None = None) -> Sourc
 
 def _constant(image: BGRImage) -> Callable[[], BGRImage]:
     return lambda: image
+
+
+class SocketSource:
+    """What the socket sources share: the connection, the interrupt flag, refusal counts.
+
+    After :meth:`interrupt` a source stays interrupted: ``open()`` and ``read()`` raise
+    ``SourceError`` within ``POLL_INTERVAL``.
+    """
+
+    is_live = True
+
+    def __init__(self, config: StreamConfig, name: str) -> None:
+        self.name = name
+        self.counters = SourceCounters()
+        self._config = config
+        self._interrupted = threading.Event()
+        self._conn: BufferedConnection | None = None
+        self._high_water = 0
+
+    @property
+    def buffer_high_water(self) -> int:
+        """The most bytes ever held in the receive buffer (bounded by the size caps)."""
+        conn = self._conn
+        return max(self._high_water, conn.high_water if conn is not None else 0)
+
+    def _count(self, problem: str, *, rejected: bool) -> None:
+        if rejected:
+            self.counters.rejected += 1
+        else:
+            self.counters.decode_errors += 1
+        self.counters.last_problem = problem
+        # Refusals point at a broken or hostile peer; a bad JPEG now and then is routine.
+        logger.log(logging.WARNING if rejected else logging.DEBUG, "%s: %s", self.name, problem)
+
+    def interrupt(self) -> None:
+        """Make a blocked ``open()`` or ``read()`` raise ``SourceError`` soon. Thread-safe."""
+        self._interrupted.set()
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._high_water = max(self._high_water, conn.high_water)
+            conn.close()
+            logger.debug("%s: connection closed", self.name)

@@ -15,13 +15,12 @@ import logging
 import math
 import re
 import ssl
-import threading
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..config import StreamConfig
 from ..errors import FrameDecodeError, SourceError, SourceStalled, UnsupportedSource
-from .base import SourceCounters, SourceFrame
-from .connection import BufferedConnection, Deadline, decode_jpeg_frame
+from .base import SourceFrame
+from .connection import BufferedConnection, Deadline, SocketSource, decode_jpeg_frame
 
 __all__ = ["MAX_HEADER_BYTES", "MjpegHttpSource"]
 
@@ -66,7 +65,7 @@ def _sender_time(headers: dict[str, str]) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class MjpegHttpSource:
+class MjpegHttpSource(SocketSource):
     """Reads an MJPEG ``multipart/x-mixed-replace`` stream from an ``http(s)://`` URL.
 
     ``user:password@`` in the URL is sent as HTTP Basic auth (and left out of the source
@@ -81,15 +80,9 @@ class MjpegHttpSource:
         url = config.url.strip()
         self._parts = self._check_url(url)
         netloc = self._parts.netloc.rpartition("@")[2]
-        self.name = config.name or self._parts._replace(netloc=netloc).geturl()
-        self.is_live = True
-        self.counters = SourceCounters()
-        self._config = config
+        super().__init__(config, config.name or self._parts._replace(netloc=netloc).geturl())
         self._host_header = netloc
-        self._interrupted = threading.Event()
-        self._conn: BufferedConnection | None = None
         self._token = b""
-        self._high_water = 0
 
     @staticmethod
     def _check_url(url: str) -> SplitResult:
@@ -103,12 +96,6 @@ class MjpegHttpSource:
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise UnsupportedSource(f"expected an http:// or https:// URL, got {url!r}")
         return parts
-
-    @property
-    def buffer_high_water(self) -> int:
-        """The most bytes ever held in the receive buffer (bounded by the size caps)."""
-        conn = self._conn
-        return max(self._high_water, conn.high_water if conn is not None else 0)
 
     # -- opening --------------------------------------------------------------------------
 
@@ -312,28 +299,4 @@ class MjpegHttpSource:
         del buf[:position]
         return body.removesuffix(b"\n").removesuffix(b"\r")
 
-    def _count(self, problem: str, *, rejected: bool) -> None:
-        if rejected:
-            self.counters.rejected += 1
-        else:
-            self.counters.decode_errors += 1
-        self.counters.last_problem = problem
-        # Refusals point at a broken or hostile peer; a bad JPEG now and then is routine.
-        logger.log(logging.WARNING if rejected else logging.DEBUG, "%s: %s", self.name, problem)
-
     # -- life cycle -----------------------------------------------------------------------
-
-    def interrupt(self) -> None:
-        """Make a blocked ``open()`` or ``read()`` raise ``SourceError`` soon. Thread-safe."""
-        self._interrupted.set()
-
-    def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        self._drop()
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._high_water = max(self._high_water, conn.high_water)
-            conn.close()
-            logger.debug("%s: connection closed", self.name)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-import threading
 from urllib.parse import urlsplit
 
 from ..config import StreamConfig
 from ..errors import FrameDecodeError, SourceError, SourceStalled, UnsupportedSource
-from .base import SourceCounters, SourceFrame
-from .connection import BufferedConnection, Deadline, decode_jpeg_frame
+from .base import SourceFrame
+from .connection import BufferedConnection, Deadline, SocketSource, decode_jpeg_frame
 
 __all__ = ["TcpFramedSource", "send_framed_jpeg"]
 
@@ -47,7 +46,7 @@ def _parse_tcp_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-class TcpFramedSource:
+class TcpFramedSource(SocketSource):
     """Reads length-prefixed JPEG frames from a ``tcp://host:port`` server.
 
     Undecodable JPEGs are counted in ``counters.decode_errors`` and skipped. A length of 0
@@ -58,20 +57,8 @@ class TcpFramedSource:
     """
 
     def __init__(self, config: StreamConfig) -> None:
-        self.name = config.display_name
-        self.is_live = True
-        self.counters = SourceCounters()
-        self._config = config
+        super().__init__(config, config.display_name)
         self._host, self._port = _parse_tcp_url(config.url.strip())
-        self._interrupted = threading.Event()
-        self._conn: BufferedConnection | None = None
-        self._high_water = 0
-
-    @property
-    def buffer_high_water(self) -> int:
-        """The most bytes ever held in the receive buffer (bounded by ``max_frame_bytes``)."""
-        conn = self._conn
-        return max(self._high_water, conn.high_water if conn is not None else 0)
 
     def open(self) -> None:
         """Connect within ``open_timeout``; raise ``SourceError`` on failure."""
@@ -109,27 +96,3 @@ class TcpFramedSource:
             if frame is not None:
                 return frame
             self._count(f"undecodable JPEG of {length} bytes skipped", rejected=False)
-
-    def _count(self, problem: str, *, rejected: bool) -> None:
-        if rejected:
-            self.counters.rejected += 1
-        else:
-            self.counters.decode_errors += 1
-        self.counters.last_problem = problem
-        # Refusals point at a broken or hostile peer; a bad JPEG now and then is routine.
-        logger.log(logging.WARNING if rejected else logging.DEBUG, "%s: %s", self.name, problem)
-
-    def interrupt(self) -> None:
-        """Make a blocked ``open()`` or ``read()`` raise ``SourceError`` soon. Thread-safe."""
-        self._interrupted.set()
-
-    def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        self._drop()
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._high_water = max(self._high_water, conn.high_water)
-            conn.close()
-            logger.debug("%s: connection closed", self.name)
