@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import threading
@@ -36,6 +35,7 @@ import cv2
 
 from syncstream import StampNotFound, VideoStream
 from syncstream.probe import StampSender, decode_stamp
+from syncstream.senders import free_udp_port
 
 Receiver = Callable[[str, float, float], list[float]]
 LOW_DELAY = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768",
@@ -169,12 +169,6 @@ RECEIVERS: dict[str, Receiver] = {
 }
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -191,7 +185,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
 
-    port = _free_udp_port()
+    port = free_udp_port()
     url = f"udp://127.0.0.1:{port}"
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in RECEIVERS}
     with StampSender(url, size=(640, 480), fps=30.0, pes_length=not args.omit_pes_length):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import socket
 import sys
 import time
 
@@ -20,13 +19,7 @@ import cv2
 import numpy as np
 
 from syncstream import LocalSender, ReadTimeout, VideoStream
-from syncstream.senders import mpegts_udp_output_args, testsrc_input_args
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from syncstream.senders import free_udp_port, simulated_camera_argv
 
 
 def main() -> int:
@@ -42,10 +35,8 @@ def main() -> int:
         urls = list(args.urls)
         if args.local:
             for pattern in ("testsrc", "smptebars"):
-                url = f"udp://127.0.0.1:{_free_udp_port()}"
-                argv = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
-                        *testsrc_input_args((320, 240), 30, pattern),
-                        *mpegts_udp_output_args(url)]  # fmt: skip
+                url = f"udp://127.0.0.1:{free_udp_port()}"
+                argv = simulated_camera_argv(url, size=(320, 240), pattern=pattern)
                 stack.enter_context(LocalSender(argv, name=pattern))
                 urls.append(url)
         if not urls:

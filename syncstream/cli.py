@@ -6,7 +6,6 @@ import argparse
 import logging
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -15,7 +14,7 @@ from types import FrameType
 
 from . import __version__
 from .errors import ReadTimeout, SyncStreamError
-from .senders import LocalSender, mpegts_udp_output_args, testsrc_input_args
+from .senders import LocalSender, free_udp_port, simulated_camera_argv
 from .stream import StreamStats, VideoStream
 
 __all__ = ["main"]
@@ -23,12 +22,6 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 _PATTERNS = ("testsrc", "testsrc2", "smptebars", "rgbtestsrc", "smptehdbars", "yuvtestsrc")
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ms(seconds: float | None) -> str:
@@ -61,14 +54,11 @@ def run_demo(cameras: int, seconds: float, size: tuple[int, int], fps: float) ->
     streams: list[VideoStream] = []
     try:
         for index in range(cameras):
-            port = _free_udp_port()
+            url = f"udp://127.0.0.1:{free_udp_port()}"
             name = f"cam{index + 1}"
-            argv = [
-                "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
-                *testsrc_input_args(size, fps, _PATTERNS[index % len(_PATTERNS)]),
-                *mpegts_udp_output_args(f"udp://127.0.0.1:{port}", gop=int(fps)),
-            ]  # fmt: skip
-            streams.append(VideoStream(f"udp://127.0.0.1:{port}", name=name).start())
+            pattern = _PATTERNS[index % len(_PATTERNS)]
+            argv = simulated_camera_argv(url, size=size, fps=fps, pattern=pattern)
+            streams.append(VideoStream(url, name=name).start())
             senders.append(LocalSender(argv, name=f"{name}-sender").start())
         print(
             f"syncstream {__version__} demo: {cameras} simulated cameras, "

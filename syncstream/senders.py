@@ -19,6 +19,7 @@ when a frame was captured rather than when it arrived:
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import threading
 from collections import deque
@@ -27,7 +28,13 @@ from typing import IO, Literal
 
 from .errors import SourceError, StreamClosed
 
-__all__ = ["LocalSender", "mpegts_udp_output_args", "testsrc_input_args"]
+__all__ = [
+    "LocalSender",
+    "free_udp_port",
+    "mpegts_udp_output_args",
+    "simulated_camera_argv",
+    "testsrc_input_args",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,28 @@ def mpegts_udp_output_args(
         f"{url}?pkt_size={pkt_size}",
     ]  # fmt: skip
     return args
+
+
+def simulated_camera_argv(
+    url: str,
+    *,
+    size: tuple[int, int] = (640, 480),
+    fps: float = 30.0,
+    pattern: str = "testsrc",
+) -> list[str]:
+    """The whole ffmpeg command of a simulated camera: a test pattern sent to ``url``."""
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+        *testsrc_input_args(size, fps, pattern),
+        *mpegts_udp_output_args(url, gop=max(1, round(fps))),
+    ]  # fmt: skip
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port on ``host`` that nobody listens on right now, for a local sender."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 class LocalSender:
