@@ -36,10 +36,9 @@ import cv2
 from syncstream import StampNotFound, VideoStream
 from syncstream.probe import StampSender, decode_stamp
 from syncstream.senders import free_udp_port
+from syncstream.sources.base import LOW_DELAY_OPTIONS
 
 Receiver = Callable[[str, float, float], list[float]]
-LOW_DELAY = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768",
-             "analyzeduration": "0"}  # fmt: skip
 
 
 def _latency(image: Any) -> float | None:
@@ -66,7 +65,7 @@ def receive_syncstream(url: str, warmup: float, seconds: float) -> list[float]:
 def receive_floor(url: str, warmup: float, seconds: float) -> list[float]:
     """A bare PyAV low-delay loop: demux, decode, convert, in this thread."""
     samples: list[float] = []
-    container = av.open(url, format="mpegts", options=LOW_DELAY, timeout=(10, 10))
+    container = av.open(url, format="mpegts", options=LOW_DELAY_OPTIONS, timeout=(10, 10))
     try:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"

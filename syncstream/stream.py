@@ -412,7 +412,7 @@ class VideoStream:
                     and self._latest.seq > self._last_read_seq
                     and not self._stop.is_set()
                 ):
-                    self._cond.wait(0.1)
+                    self._cond.wait()  # read() and close() notify
             self._seq += 1
             frame = Frame(
                 source=self.name,

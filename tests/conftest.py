@@ -1,26 +1,18 @@
-"""Shared fixtures: free loopback ports and real ffmpeg senders on 127.0.0.1."""
+"""Shared fixtures: free UDP ports and real ffmpeg senders on 127.0.0.1."""
 
 from __future__ import annotations
 
 import pathlib
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from syncstream.senders import LocalSender, free_udp_port, simulated_camera_argv
 
-__all__ = ["DATA", "SenderFactory", "free_tcp_port", "free_udp_port"]
+__all__ = ["DATA", "SenderFactory", "free_udp_port"]
 
 DATA = pathlib.Path(__file__).parent / "data"
-
-
-def free_tcp_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 SenderFactory = Callable[..., LocalSender]

@@ -8,7 +8,27 @@ from typing import Protocol
 
 from ..frames import BGRImage
 
-__all__ = ["Source", "SourceCounters", "SourceFrame"]
+__all__ = [
+    "LOW_DELAY_OPTIONS",
+    "OPEN_TIMEOUT_CAP",
+    "READ_TIMEOUT_CAP",
+    "Source",
+    "SourceCounters",
+    "SourceFrame",
+]
+
+#: FFmpeg demuxer and decoder options for live sources: hand over each packet at once, no
+#: reordering delay, and a probe small enough not to hold back the first frame.
+LOW_DELAY_OPTIONS = {
+    "fflags": "nobuffer",
+    "flags": "low_delay",
+    "probesize": "32768",
+    "analyzeduration": "0",
+}
+# FFmpeg-native network reads (and OpenCV's) can only be interrupted by a timeout, and an
+# interrupted reader is dead. These caps keep close() within 2 s; a longer silence reopens.
+OPEN_TIMEOUT_CAP = 1.8
+READ_TIMEOUT_CAP = 1.0
 
 
 @dataclass(frozen=True, slots=True)

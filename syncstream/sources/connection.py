@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..config import StreamConfig
-from ..errors import SourceError
+from ..errors import SourceError, SourceStalled
 from ..frames import BGRImage
 from .base import SourceCounters, SourceFrame
 
@@ -243,6 +243,15 @@ class SocketSource:
         """The most bytes ever held in the receive buffer (bounded by the size caps)."""
         conn = self._conn
         return max(self._high_water, conn.high_water if conn is not None else 0)
+
+    def _begin_read(self) -> tuple[BufferedConnection, Deadline]:
+        """The open connection and the stall deadline of one ``read()``."""
+        conn = self._conn
+        if conn is None:
+            raise SourceError(f"{self.name}: source is not open")
+        stall = self._config.stall_timeout
+        message = f"{self.name}: no complete frame for {stall:.1f} s"
+        return conn, Deadline.after(stall, SourceStalled, message)
 
     def _count(self, problem: str, *, rejected: bool) -> None:
         if rejected:

@@ -18,7 +18,7 @@ import ssl
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..config import StreamConfig
-from ..errors import FrameDecodeError, SourceError, SourceStalled, UnsupportedSource
+from ..errors import FrameDecodeError, SourceError, UnsupportedSource
 from .base import SourceFrame
 from .connection import BufferedConnection, Deadline, SocketSource, decode_jpeg_frame
 
@@ -180,13 +180,7 @@ class MjpegHttpSource(SocketSource):
 
     def read(self) -> SourceFrame:
         """Return the next decodable JPEG part; ``SourceStalled`` after ``stall_timeout``."""
-        conn = self._conn
-        if conn is None:
-            raise SourceError(f"{self.name}: source is not open")
-        stall = self._config.stall_timeout
-        deadline = Deadline.after(
-            stall, SourceStalled, f"{self.name}: no complete frame for {stall:.1f} s"
-        )
+        conn, deadline = self._begin_read()
         while True:
             try:
                 part = self._next_part(conn, deadline)

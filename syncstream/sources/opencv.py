@@ -19,17 +19,22 @@ import cv2
 from ..config import StreamConfig
 from ..errors import SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
-from .base import SourceCounters, SourceFrame
+from .base import (
+    LOW_DELAY_OPTIONS,
+    OPEN_TIMEOUT_CAP,
+    READ_TIMEOUT_CAP,
+    SourceCounters,
+    SourceFrame,
+)
 
 __all__ = ["OpenCVSource"]
 
 logger = logging.getLogger(__name__)
 
 _OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_LOW_DELAY = "fflags;nobuffer|flags;low_delay|probesize;32768|analyzeduration;0"
+# OpenCV takes FFmpeg options as "key;value|key;value"
+_LOW_DELAY = "|".join(f"{key};{value}" for key, value in LOW_DELAY_OPTIONS.items())
 _env_lock = threading.Lock()  # the variable is process-wide: one open at a time sets it
-_OPEN_CAP = 1.8
-_READ_CAP = 1.0
 
 
 class OpenCVSource:
@@ -47,8 +52,8 @@ class OpenCVSource:
 
     def open(self) -> None:
         """Open the capture; raise SourceError when OpenCV cannot."""
-        open_ms = int(min(self.config.open_timeout, _OPEN_CAP) * 1000)
-        read_ms = int(min(self.config.stall_timeout, _READ_CAP) * 1000)
+        open_ms = int(min(self.config.open_timeout, OPEN_TIMEOUT_CAP) * 1000)
+        read_ms = int(min(self.config.stall_timeout, READ_TIMEOUT_CAP) * 1000)
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms,

@@ -20,29 +20,24 @@ import av.error
 import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
-from av.video.stream import VideoStream as AVVideoStream
 
 from ..clock import MPEGTS_PTS_PERIOD
 from ..config import StreamConfig
 from ..errors import SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
-from .base import SourceCounters, SourceFrame
+from .base import (
+    LOW_DELAY_OPTIONS,
+    OPEN_TIMEOUT_CAP,
+    READ_TIMEOUT_CAP,
+    SourceCounters,
+    SourceFrame,
+)
 from .udp import UdpTsReader, parse_udp_url
 
 __all__ = ["PyAVSource"]
 
 logger = logging.getLogger(__name__)
 
-# FFmpeg-native network reads can only be interrupted by PyAV's timeout, and an interrupted
-# container is dead. These caps keep close() prompt; a longer gap reopens the connection.
-NATIVE_OPEN_CAP = 1.8
-NATIVE_READ_CAP = 1.0
-_LOW_DELAY_OPTIONS = {
-    "fflags": "nobuffer",
-    "flags": "low_delay",
-    "probesize": "32768",
-    "analyzeduration": "0",
-}
 _NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://", "tcp://")
 
 
@@ -68,7 +63,6 @@ class PyAVSource:
         self.is_live = self._network or self._device
         self._reader: UdpTsReader | None = None
         self._container: InputContainer | None = None
-        self._stream: AVVideoStream | None = None
         self._packets: Iterator[av.Packet[Any]] | None = None
         self._pending: deque[SourceFrame] = deque()
         self._pts_period: float | None = None
@@ -77,7 +71,7 @@ class PyAVSource:
 
     def open(self) -> None:
         """Open the container and its first video stream."""
-        options = dict(_LOW_DELAY_OPTIONS) if self.is_live else {}
+        options = dict(LOW_DELAY_OPTIONS) if self.is_live else {}
         try:
             if self._udp_address is not None:
                 self._reader = UdpTsReader(
@@ -107,7 +101,6 @@ class PyAVSource:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = self.config.decoder_threads
-        self._stream = stream
         if container.format.name == "mpegts":
             self._pts_period = MPEGTS_PTS_PERIOD
         self._packets = container.demux(stream)
@@ -124,8 +117,8 @@ class PyAVSource:
         timeout: tuple[float, float] | None = None
         if self.is_live:
             timeout = (
-                min(self.config.open_timeout, NATIVE_OPEN_CAP),
-                min(self.config.stall_timeout, NATIVE_READ_CAP),
+                min(self.config.open_timeout, OPEN_TIMEOUT_CAP),
+                min(self.config.stall_timeout, READ_TIMEOUT_CAP),
             )
         kwargs: dict[str, Any] = {"mode": "r", "options": options, "timeout": timeout}
         if self._device:
@@ -200,7 +193,6 @@ class PyAVSource:
         """Close the container and the socket; idempotent."""
         container, self._container = self._container, None
         self._packets = None
-        self._stream = None
         self._pending.clear()
         if container is not None:
             try:

@@ -14,7 +14,7 @@ import struct
 from urllib.parse import urlsplit
 
 from ..config import StreamConfig
-from ..errors import FrameDecodeError, SourceError, SourceStalled, UnsupportedSource
+from ..errors import FrameDecodeError, SourceError, UnsupportedSource
 from .base import SourceFrame
 from .connection import BufferedConnection, Deadline, SocketSource, decode_jpeg_frame
 
@@ -74,13 +74,7 @@ class TcpFramedSource(SocketSource):
 
     def read(self) -> SourceFrame:
         """Return the next decodable frame; raise ``SourceStalled`` after ``stall_timeout``."""
-        conn = self._conn
-        if conn is None:
-            raise SourceError(f"{self.name}: source is not open")
-        stall = self._config.stall_timeout
-        deadline = Deadline.after(
-            stall, SourceStalled, f"{self.name}: no complete frame for {stall:.1f} s"
-        )
+        conn, deadline = self._begin_read()
         cap = self._config.max_frame_bytes
         while True:
             (length,) = _LENGTH.unpack(conn.read_exact(_LENGTH.size, deadline))
