@@ -14,16 +14,18 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import BaseModel  # noqa: E402
 
-from syncstream.config import StreamConfig  # noqa: E402
+from syncstream.config import RestartPolicy, SenderConfig, SSHHost, StreamConfig  # noqa: E402
 
 TARGET = ROOT / "docs" / "configuration.md"
-MODELS: list[type[BaseModel]] = [StreamConfig]
+MODELS: list[type[BaseModel]] = [StreamConfig, SenderConfig, RestartPolicy, SSHHost]
 
 
 def _default(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
     if field.is_required():
         return "required"
+    if field.default_factory is not None:
+        return f"`{field.default_factory.__name__}()`"
     return f"`{field.default!r}`"
 
 
@@ -35,7 +37,7 @@ def _type(model: type[BaseModel], name: str) -> str:
         text = getattr(annotation, "__name__", None) or str(annotation)
         if text in ("Optional", "UnionType", "Union"):
             text = str(annotation)
-    return text.replace("typing.", "").replace("|", "\\|")
+    return text.replace("typing.", "").replace("pydantic.types.", "").replace("|", "\\|")
 
 
 def render() -> str:

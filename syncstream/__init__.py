@@ -3,18 +3,28 @@
 The reader side: :class:`VideoStream` reads one source in its own thread and hands out
 its newest frames, each with a sequence number, the sender's capture time (when the stream
 carries it) and its arrival time.
+
+The sender side: :class:`LocalSender` and :class:`RemoteSender` (over SSH) run the ffmpeg
+described by a :class:`SenderConfig`, which writes the camera host's wall clock into the
+stream; :class:`SSHSession` also measures that host's clock offset.
 """
 
 from __future__ import annotations
 
-from .config import StreamConfig
+from .clock import ClockOffset
+from .config import RestartPolicy, SenderConfig, SSHHost, StreamConfig
 from .errors import (
+    AuthenticationFailed,
     ConfigError,
     FrameDecodeError,
+    HostKeyError,
     NoFrameYet,
+    PreflightFailed,
     ReadTimeout,
+    SenderError,
     SourceError,
     SourceStalled,
+    SSHError,
     StampNotFound,
     StreamClosed,
     StreamEnded,
@@ -23,16 +33,28 @@ from .errors import (
     UnsupportedSource,
 )
 from .frames import Frame
-from .senders import LocalSender
+from .senders import LocalSender, RemoteSender
+from .ssh import SSHSession
 from .stream import StreamState, StreamStats, VideoStream
 
 __all__ = [
+    "AuthenticationFailed",
+    "ClockOffset",
     "ConfigError",
     "Frame",
     "FrameDecodeError",
+    "HostKeyError",
     "LocalSender",
     "NoFrameYet",
+    "PreflightFailed",
     "ReadTimeout",
+    "RemoteSender",
+    "RestartPolicy",
+    "SSHError",
+    "SSHHost",
+    "SSHSession",
+    "SenderConfig",
+    "SenderError",
     "SourceError",
     "SourceStalled",
     "StampNotFound",

@@ -1,5 +1,8 @@
 """Capture-time recovery: map stream timestamps carried by a sender to our wall clock.
 
+Two parts: the sender's clock is read back from the stream (PTS unwrap, below), and the
+offset between its host's clock and ours is measured over SSH (:func:`estimate_clock_offset`).
+
 syncstream senders write their wall clock into the MPEG-TS PTS (90 kHz, 33 bits), so a
 PTS is the capture time modulo ``2**33 / 90000`` seconds (about 26.5 hours). The receiver
 restores the missing high part by choosing the period that puts the capture time nearest
@@ -10,8 +13,17 @@ under half a period (13 hours).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["MPEGTS_PTS_PERIOD", "plausible_capture_time", "unwrap_pts_time"]
+__all__ = [
+    "MPEGTS_PTS_PERIOD",
+    "ClockOffset",
+    "ClockSample",
+    "estimate_clock_offset",
+    "plausible_capture_time",
+    "unwrap_pts_time",
+]
 
 #: Seconds after which a 33-bit, 90 kHz MPEG-TS timestamp wraps to zero.
 MPEGTS_PTS_PERIOD = 2**33 / 90_000
@@ -49,3 +61,44 @@ def plausible_capture_time(
     if -tolerance <= age <= tolerance:
         return capture_time
     return None
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """One round trip to a remote clock: when we asked, how long it took, what it said."""
+
+    #: Our wall clock when the request left (s since the epoch).
+    sent_time: float
+    #: Round-trip time of the request, measured on our monotonic clock (s).
+    rtt: float
+    #: The remote wall clock read while the request was being answered.
+    remote_time: float
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    """Our clock minus a host's clock, as :class:`~syncstream.StreamConfig.clock_offset` wants.
+
+    ``uncertainty`` bounds the error: the remote clock was read somewhere within the round
+    trip, so the offset is off by at most half the round-trip time.
+    """
+
+    offset: float
+    uncertainty: float
+    rtt: float
+    samples: int
+
+
+def estimate_clock_offset(samples: Sequence[ClockSample]) -> ClockOffset:
+    """Offset from the round trip with the smallest RTT (the least queueing, the tightest bound).
+
+    Assumes the two halves of the trip take equally long (the NTP assumption): the remote
+    clock was read at our ``sent_time + rtt / 2``.
+    """
+    if not samples:
+        raise ValueError("no clock samples")
+    best = min(samples, key=lambda sample: sample.rtt)
+    if best.rtt < 0 or not math.isfinite(best.remote_time):
+        raise ValueError(f"invalid clock sample: {best!r}")
+    offset = best.sent_time + best.rtt / 2 - best.remote_time
+    return ClockOffset(offset=offset, uncertainty=best.rtt / 2, rtt=best.rtt, samples=len(samples))

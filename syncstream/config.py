@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["Backend", "CaptureClock", "StreamConfig"]
+__all__ = [
+    "TEST_PATTERNS",
+    "Backend",
+    "CaptureClock",
+    "Codec",
+    "InputKind",
+    "RestartPolicy",
+    "SSHHost",
+    "SenderConfig",
+    "StreamConfig",
+]
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
 CaptureClock = Literal["auto", "sender", "none"]
+Codec = Literal["libx264", "mpeg2video", "mjpeg"]
+InputKind = Literal["pattern", "device", "file"]
+
+#: ffmpeg lavfi sources a :class:`SenderConfig` accepts as a simulated camera.
+TEST_PATTERNS = frozenset(
+    {"testsrc", "testsrc2", "smptebars", "smptehdbars", "rgbtestsrc", "pal75bars", "mandelbrot"}
+)
+_UDP_DESTINATION = re.compile(r"^udp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
 class _Model(BaseModel):
@@ -99,3 +118,178 @@ class StreamConfig(_Model):
             host = parts.netloc.rpartition("@")[2]
             return urlunsplit(parts._replace(netloc=host))
         return self.url
+
+
+class RestartPolicy(_Model):
+    """How a sender whose ffmpeg exits is started again: doubling backoff, optional budget."""
+
+    enabled: bool = Field(default=True, description="Restart ffmpeg when it exits on its own.")
+    delay: float = Field(default=0.5, gt=0, description="First wait before a restart (s).")
+    max_delay: float = Field(default=10.0, gt=0, description="Longest wait between restarts (s).")
+    max_restarts: int | None = Field(
+        default=None,
+        ge=0,
+        description="Restarts in a row (without a stable run between) before the sender "
+        "gives up; None restarts forever.",
+    )
+    stable_after: float = Field(
+        default=10.0,
+        gt=0,
+        description="A run at least this long (s) resets the backoff and the restart count.",
+    )
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> RestartPolicy:
+        if self.max_delay < self.delay:
+            raise ValueError("max_delay must be >= delay")
+        return self
+
+
+class SenderConfig(_Model):
+    """One camera's ffmpeg sender: input, encoding and the UDP destination of its MPEG-TS."""
+
+    destination: str = Field(
+        description="Where the MPEG-TS goes: udp://host:port (the receiver's address as the "
+        "sender's host sees it; see syncstream.senders.receiver_address)."
+    )
+    input: str = Field(
+        default="testsrc",
+        min_length=1,
+        description="A test pattern name (testsrc, testsrc2, smptebars, ...) for a simulated "
+        "camera, a V4L2 device path (/dev/videoN), or a video file on the sender's host.",
+    )
+    input_format: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]+$",
+        description="V4L2 devices: the pixel format to ask for (mjpeg, yuyv422, ...).",
+    )
+    size: tuple[int, int] = Field(
+        default=(640, 480), description="Width and height in pixels (even numbers)."
+    )
+    fps: float = Field(default=30.0, gt=0, le=240, description="Frames per second.")
+    codec: Codec = Field(
+        default="libx264",
+        description="libx264 (ultrafast, zerolatency), mpeg2video (no B-frames) or mjpeg.",
+    )
+    bitrate: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?[kKmM]?$",
+        description="Target bitrate such as '2M' or '800k'; None: the encoder's default.",
+    )
+    gop: int | None = Field(
+        default=None, ge=1, le=600, description="Frames between keyframes; None: one second."
+    )
+    pkt_size: int = Field(
+        default=1316,
+        ge=188,
+        le=65424,
+        description="UDP payload size: a multiple of the 188-byte TS packet (1316 = 7).",
+    )
+    clock_text: bool = Field(
+        default=False,
+        description="Burn the sender's wall clock into the picture (top left), to see skew.",
+    )
+    loop: bool = Field(default=True, description="File input: start again at its end.")
+    ffmpeg: str = Field(
+        default="ffmpeg",
+        min_length=1,
+        description="The ffmpeg program on the sender's host: a name looked up in PATH or a path.",
+    )
+    restart: RestartPolicy = Field(
+        default_factory=RestartPolicy, description="Restarting an ffmpeg that exits."
+    )
+    stop_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping."
+    )
+    startup_wait: float = Field(
+        default=0.5,
+        ge=0,
+        description="Seconds start() watches a new ffmpeg: one that exits within it makes "
+        "start() raise with its exit code and last stderr lines.",
+    )
+
+    @field_validator("destination")
+    @classmethod
+    def _check_destination(cls, value: str) -> str:
+        match = _UDP_DESTINATION.match(value)
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise ValueError(f"destination must be udp://host:port, got {value!r}")
+        return value
+
+    @field_validator("input", "ffmpeg")
+    @classmethod
+    def _check_word(cls, value: str) -> str:
+        if value.startswith("-") or any(ch in value for ch in "\0\n\r"):
+            raise ValueError(f"must not start with '-' or hold NUL or newlines: {value!r}")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        width, height = value
+        if not (2 <= width <= 8192 and 2 <= height <= 8192) or width % 2 or height % 2:
+            raise ValueError(f"size must be even numbers from 2 to 8192, got {value!r}")
+        return value
+
+    @field_validator("pkt_size")
+    @classmethod
+    def _check_pkt_size(cls, value: int) -> int:
+        if value % 188:
+            raise ValueError(f"pkt_size must be a multiple of 188, got {value}")
+        return value
+
+    @property
+    def input_kind(self) -> InputKind:
+        """What ``input`` names: a test ``pattern``, a V4L2 ``device`` or a ``file``."""
+        if self.input in TEST_PATTERNS:
+            return "pattern"
+        if self.input.startswith("/dev/"):
+            return "device"
+        return "file"
+
+    @property
+    def effective_gop(self) -> int:
+        """The keyframe interval in frames: ``gop`` or one second's worth."""
+        return self.gop if self.gop is not None else max(1, round(self.fps))
+
+
+class SSHHost(_Model):
+    """A sender host reached over SSH, and how to trust and log in to it."""
+
+    hostname: str = Field(min_length=1, description="Host name or address.")
+    port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
+    username: str | None = Field(default=None, description="Login name; None: our user name.")
+    key_filename: str | None = Field(default=None, description="Private key file to log in with.")
+    passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase of an encrypted key_filename."
+    )
+    password: SecretStr | None = Field(default=None, description="Password to log in with.")
+    allow_agent: bool = Field(default=True, description="Try the keys of a running SSH agent.")
+    look_for_keys: bool = Field(
+        default=True, description="Try the user's default keys (~/.ssh/id_*)."
+    )
+    known_hosts_file: str | None = Field(
+        default=None,
+        description="Extra known_hosts file, read besides ~/.ssh/known_hosts (never written).",
+    )
+    trust_unknown_hosts: bool = Field(
+        default=False,
+        description="Accept a host whose key is not known (logged as a warning). Off: such a "
+        "host is refused with HostKeyError.",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds allowed for each of TCP connect, banner and auth."
+    )
+
+    @field_validator("hostname")
+    @classmethod
+    def _check_hostname(cls, value: str) -> str:
+        if value.startswith("-") or any(ch.isspace() for ch in value):
+            raise ValueError(f"hostname must not start with '-' or hold spaces: {value!r}")
+        return value
+
+    @property
+    def display_name(self) -> str:
+        """``user@host:port`` for logs and errors (never the password)."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{self.hostname}:{self.port}"

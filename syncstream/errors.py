@@ -1,17 +1,22 @@
 """The exception tree: every error syncstream raises derives from :class:`SyncStreamError`.
 
 Each subclass also inherits the builtin that fits, so ``except TimeoutError`` keeps working.
-Errors of third-party libraries (PyAV, OpenCV, sockets) are translated at the boundary
+Errors of third-party libraries (PyAV, OpenCV, paramiko, sockets) are translated at the boundary
 with ``raise ... from exc``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "ConfigError",
     "FrameDecodeError",
+    "HostKeyError",
     "NoFrameYet",
+    "PreflightFailed",
     "ReadTimeout",
+    "SSHError",
+    "SenderError",
     "SourceError",
     "SourceStalled",
     "StampNotFound",
@@ -69,3 +74,39 @@ class StreamFailed(SourceError):
 
 class StampNotFound(SyncStreamError, ValueError):
     """A picture carries no readable latency-probe stamp (see :mod:`syncstream.probe`)."""
+
+
+class SSHError(SyncStreamError, ConnectionError):
+    """Connecting to a sender host over SSH, or running a command there, failed."""
+
+
+class HostKeyError(SSHError):
+    """The host's key is unknown (refused by default) or differs from the known one."""
+
+
+class AuthenticationFailed(SSHError, PermissionError):
+    """The SSH server refused every credential offered (key, agent, password)."""
+
+
+class SenderError(SyncStreamError, RuntimeError):
+    """A sender could not start or gave up; the message carries host, exit code and stderr."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "localhost",
+        returncode: int | None = None,
+        stderr_tail: list[str] | None = None,
+    ):
+        self.host = host
+        self.returncode = returncode
+        self.stderr_tail = list(stderr_tail or [])
+        detail = message
+        if self.stderr_tail:
+            detail += "\n  stderr: " + "\n  stderr: ".join(self.stderr_tail[-8:])
+        super().__init__(detail)
+
+
+class PreflightFailed(SenderError):
+    """A check before starting failed: ffmpeg or the input is missing on the sender host."""

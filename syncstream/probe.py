@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 import numpy as np
 from numpy.typing import NDArray
 
+from .config import Codec
 from .errors import ConfigError, SourceError, StampNotFound, StreamClosed
-from .senders import Codec, LocalSender, mpegts_udp_output_args
+from .senders import LocalSender, mpegts_udp_output_args
 
 __all__ = ["StampSender", "decode_stamp", "encode_stamp"]
 

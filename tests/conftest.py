@@ -1,16 +1,19 @@
-"""Shared fixtures: free UDP ports and real ffmpeg senders on 127.0.0.1."""
+"""Shared fixtures: free UDP ports, real ffmpeg senders and a real sshd on 127.0.0.1."""
 
 from __future__ import annotations
 
 import pathlib
 import shutil
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from sshd_server import SshdServer, sshd_unavailable_reason, start_sshd
 
+from syncstream import SSHHost
 from syncstream.senders import LocalSender, free_udp_port, simulated_camera_argv
 
-__all__ = ["DATA", "SenderFactory", "free_udp_port"]
+__all__ = ["DATA", "SenderFactory", "free_udp_port", "ssh_host"]
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -34,3 +37,29 @@ def udp_sender() -> Iterator[SenderFactory]:
     yield start
     for sender in started:
         sender.stop()
+
+
+@pytest.fixture
+def sshd(tmp_path: pathlib.Path) -> Iterator[SshdServer]:
+    """A real OpenSSH server on a free 127.0.0.1 port, keys in a temp dir."""
+    reason = sshd_unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"{reason} (the test command installs openssh-server)")
+    with start_sshd(tmp_path / "sshd") as server:
+        yield server
+
+
+def ssh_host(server: SshdServer, **overrides: Any) -> SSHHost:
+    """An SSHHost for ``server`` that trusts its key and logs in with the user key only."""
+    fields: dict[str, Any] = {
+        "hostname": server.host,
+        "port": server.port,
+        "username": server.username,
+        "key_filename": str(server.user_key),
+        "known_hosts_file": str(server.known_hosts),
+        "allow_agent": False,
+        "look_for_keys": False,
+        "connect_timeout": 5.0,
+    }
+    fields.update(overrides)
+    return SSHHost(**fields)

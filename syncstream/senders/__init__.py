@@ -1,0 +1,38 @@
+"""ffmpeg senders: the low-delay MPEG-TS command, and the processes that run it.
+
+- :mod:`~syncstream.senders.command`: :class:`~syncstream.SenderConfig` to an argv list;
+- :class:`LocalSender`: ffmpeg on this machine;
+- :class:`RemoteSender`: ffmpeg on a camera host over SSH;
+- both share :class:`~syncstream.senders.base.Sender`: preflight, watcher, restarts, stop.
+"""
+
+from .base import PreflightCheck, ProcessHandle, Sender, preflight_checks
+from .command import (
+    clock_text_filter,
+    free_udp_port,
+    input_args,
+    mpegts_udp_output_args,
+    receiver_address,
+    sender_argv,
+    simulated_camera_argv,
+    testsrc_input_args,
+)
+from .local import LocalSender
+from .remote import RemoteSender
+
+__all__ = [
+    "LocalSender",
+    "PreflightCheck",
+    "ProcessHandle",
+    "RemoteSender",
+    "Sender",
+    "clock_text_filter",
+    "free_udp_port",
+    "input_args",
+    "mpegts_udp_output_args",
+    "preflight_checks",
+    "receiver_address",
+    "sender_argv",
+    "simulated_camera_argv",
+    "testsrc_input_args",
+]

@@ -1,0 +1,384 @@
+"""SSH sessions to sender hosts (paramiko): trusted host keys, commands, remote processes.
+
+Host keys are checked against the user's ``~/.ssh/known_hosts`` and an optional extra file;
+an unknown host is refused unless :attr:`~syncstream.SSHHost.trust_unknown_hosts` is set
+(never saved to disk). Commands are argv lists, every word ``shlex.quote``-d, so no name
+coming from configuration is ever parsed by the remote shell.
+
+A remote process runs on a pseudo-terminal: when our end of the SSH connection goes away
+(even when the program is SIGKILLed), sshd closes the terminal and the kernel sends SIGHUP
+to the process, so no orphan keeps streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import NamedTuple, Self
+
+import paramiko
+
+from .clock import ClockOffset, ClockSample, estimate_clock_offset
+from .config import SSHHost
+from .errors import AuthenticationFailed, HostKeyError, SSHError
+
+__all__ = ["CommandResult", "RemoteProcess", "SSHSession"]
+
+logger = logging.getLogger(__name__)
+
+_KEEPALIVE = 5  # seconds between keepalives: a dead link is noticed
+_MAX_OUTPUT = 1 << 20  # cap on what run() collects from a command
+_PID_LINE = re.compile(rb"syncstream-pid (\d+)")
+# Colour codes: ffmpeg colours its log on a terminal even with TERM=dumb.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Prints the PID of the shell, which then becomes the program (exec keeps the PID).
+_EXEC_WITH_PID = 'echo "syncstream-pid $$"; exec "$@"'
+# Answers each line on stdin with the wall clock: bash's $EPOCHREALTIME needs no fork.
+_CLOCK_LOOP_BASH = (
+    'while read -r _; do t=$EPOCHREALTIME; [ -n "$t" ] || t=$(date +%s.%N); echo "$t"; done'
+)
+_CLOCK_LOOP = (
+    f"if command -v bash >/dev/null 2>&1; then exec bash -c {shlex.quote(_CLOCK_LOOP_BASH)}; "
+    "fi; while read -r _; do date +%s.%N; done"
+)
+
+
+class CommandResult(NamedTuple):
+    """What a finished remote command gave back."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """Refuse a host whose key is not known, saying how to trust it."""
+
+    def __init__(self, host: SSHHost):
+        self._host = host
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        fingerprint = key.fingerprint
+        scan = f"ssh-keyscan -p {self._host.port} {self._host.hostname}"
+        raise HostKeyError(
+            f"{self._host.display_name}: host key {key.get_name()} {fingerprint} is not known. "
+            f"Check the fingerprint, then trust it with `{scan} >> ~/.ssh/known_hosts` "
+            "(or a file given as known_hosts_file), or set trust_unknown_hosts=True"
+        )
+
+
+class _TrustUnknownHost(paramiko.MissingHostKeyPolicy):
+    """The explicit opt-in: accept an unknown host for this session only, with a warning."""
+
+    def __init__(self, host: SSHHost):
+        self._host = host
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        logger.warning(
+            "%s: trusting unknown host key %s %s (trust_unknown_hosts=True; not saved)",
+            self._host.display_name, key.get_name(), key.fingerprint,
+        )  # fmt: skip
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class RemoteProcess:
+    """A program started on a pseudo-terminal over SSH; its PID is recorded at start.
+
+    Output lines (stdout and stderr share the terminal) go to ``sink``. Signals are sent
+    with ``kill`` to the recorded PID, and only while the channel says the process runs.
+    """
+
+    def __init__(
+        self,
+        session: SSHSession,
+        channel: paramiko.Channel,
+        sink: Callable[[str], None],
+        pid_timeout: float,
+    ):
+        self._session = session
+        self._channel = channel
+        self._sink = sink
+        self._pid_known = threading.Event()
+        self._pid = 0
+        self._reader = threading.Thread(
+            target=self._read, name=f"syncstream-ssh:{session.name}", daemon=True
+        )
+        self._reader.start()
+        if not self._pid_known.wait(pid_timeout):
+            channel.close()
+            raise SSHError(f"{session.name}: remote process did not report its PID")
+
+    def _read(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = self._channel.recv(4096)
+            except (OSError, paramiko.SSHException) as exc:
+                logger.debug("%s: output channel: %s", self._session.name, exc)
+                break
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self._line(raw)
+        if pending:
+            self._line(pending)
+        self._pid_known.set()  # unblock a start that waits: the process is gone
+
+    def _line(self, raw: bytes) -> None:
+        if not self._pid:
+            match = _PID_LINE.search(raw)
+            if match:
+                self._pid = int(match.group(1))
+                self._pid_known.set()
+                return
+        line = _ANSI_ESCAPE.sub("", raw.decode("utf-8", "replace")).strip()
+        if line:
+            self._sink(line)
+
+    @property
+    def pid(self) -> int:
+        """The process's PID on the remote host (0 if it ended before reporting it)."""
+        return self._pid
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Exit status once ended (-1: killed by a signal or connection lost), else None."""
+        if not self._channel.status_event.wait(timeout):
+            return None
+        return int(self._channel.exit_status)
+
+    def _signal(self, signal: str) -> None:
+        if self._pid <= 0 or self.wait(0) is not None:
+            return
+        try:
+            self._session.run(["kill", f"-{signal}", str(self._pid)], timeout=5.0)
+        except SSHError as exc:  # connection gone: sshd hangs up the terminal instead
+            logger.warning("%s: kill -%s %s failed: %s", self._session.name, signal,
+                           self._pid, exc)  # fmt: skip
+
+    def terminate(self) -> None:
+        """SIGTERM to the recorded PID, while the process runs."""
+        self._signal("TERM")
+
+    def kill(self) -> None:
+        """SIGKILL to the recorded PID, while the process runs."""
+        self._signal("KILL")
+
+    def release(self) -> None:
+        """Close the channel (hanging up the terminal) and join the output reader."""
+        if self.wait(0) is not None and self._reader is not threading.current_thread():
+            # sshd may send the exit status before the last output: let the reader drain
+            self._reader.join(1.0)
+        self._channel.close()
+        if self._reader is not threading.current_thread():
+            self._reader.join(5.0)
+
+
+class SSHSession:
+    """One SSH connection to a sender host; several senders may share it.
+
+    Constructing does no I/O; :meth:`connect` does, and reconnects when the link died.
+    """
+
+    def __init__(self, host: SSHHost):
+        self.host = host
+        self.name = host.display_name
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def connect(self) -> Self:
+        """Connect and authenticate (idempotent while the connection is alive)."""
+        with self._lock:
+            if self._closed:
+                raise SSHError(f"{self.name}: session was closed")
+            if self._client is not None:
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return self
+                self._client.close()
+                self._client = None
+            self._client = self._open_client()
+        return self
+
+    def _open_client(self) -> paramiko.SSHClient:
+        host = self.host
+        client = paramiko.SSHClient()
+        try:
+            client.load_system_host_keys()
+            if host.known_hosts_file is not None:
+                client.get_host_keys().load(os.path.expanduser(host.known_hosts_file))
+        except OSError as exc:
+            raise HostKeyError(f"{self.name}: cannot read known hosts: {exc}") from exc
+        policy = _TrustUnknownHost(host) if host.trust_unknown_hosts else _RefuseUnknownHost(host)
+        client.set_missing_host_key_policy(policy)
+        started = time.monotonic()
+        try:
+            client.connect(
+                host.hostname,
+                port=host.port,
+                username=host.username,
+                key_filename=os.path.expanduser(host.key_filename) if host.key_filename else None,
+                passphrase=host.passphrase.get_secret_value() if host.passphrase else None,
+                password=host.password.get_secret_value() if host.password else None,
+                allow_agent=host.allow_agent,
+                look_for_keys=host.look_for_keys,
+                timeout=host.connect_timeout,
+                banner_timeout=host.connect_timeout,
+                auth_timeout=host.connect_timeout,
+                channel_timeout=host.connect_timeout,
+            )
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"{self.name}: host key differs from the known one ({exc.key.get_name()} "
+                f"{exc.key.fingerprint}): the host was reinstalled or the connection is "
+                f"intercepted. If it is expected, remove the old key with "
+                f"`ssh-keygen -R '[{host.hostname}]:{host.port}'`"
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise AuthenticationFailed(
+                f"{self.name}: authentication refused ({exc}); tried: {self._credentials()}"
+            ) from exc
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise SSHError(f"{self.name}: cannot connect: {exc}") from exc
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(_KEEPALIVE)
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+        logger.info("%s: connected in %.0f ms", self.name, (time.monotonic() - started) * 1000)
+        return client
+
+    def _credentials(self) -> str:
+        tried = []
+        if self.host.key_filename:
+            tried.append(f"key {self.host.key_filename}")
+        if self.host.allow_agent:
+            tried.append("agent")
+        if self.host.look_for_keys:
+            tried.append("~/.ssh/id_*")
+        if self.host.password:
+            tried.append("password")
+        return ", ".join(tried) or "nothing (no key, agent or password allowed)"
+
+    def _transport(self) -> paramiko.Transport:
+        self.connect()
+        assert self._client is not None
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SSHError(f"{self.name}: connection lost")
+        return transport
+
+    def _open_channel(self, timeout: float) -> paramiko.Channel:
+        try:
+            channel = self._transport().open_session(timeout=timeout)
+        except (paramiko.SSHException, OSError) as exc:
+            raise SSHError(f"{self.name}: cannot open a channel: {exc}") from exc
+        channel.settimeout(timeout)
+        return channel
+
+    def run(self, argv: Sequence[str], *, timeout: float = 10.0) -> CommandResult:
+        """Run a command (argv, each word quoted) to its end; raises SSHError on timeout."""
+        command = shlex.join(argv)
+        channel = self._open_channel(timeout)
+        try:
+            channel.exec_command(command)
+            stdout = channel.makefile("rb").read(_MAX_OUTPUT)
+            stderr = channel.makefile_stderr("rb").read(_MAX_OUTPUT)
+            if not channel.status_event.wait(timeout):
+                raise SSHError(f"{self.name}: {argv[0]!r} did not finish in {timeout} s")
+            status = int(channel.exit_status)
+        except (paramiko.SSHException, OSError) as exc:
+            raise SSHError(f"{self.name}: running {argv[0]!r} failed: {exc}") from exc
+        finally:
+            channel.close()
+        return CommandResult(
+            status, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+        )
+
+    def start_process(self, argv: Sequence[str], sink: Callable[[str], None]) -> RemoteProcess:
+        """Start ``argv`` on a pseudo-terminal; it dies with the connection (SIGHUP)."""
+        command = shlex.join(["exec", "sh", "-c", _EXEC_WITH_PID, "sh", *argv])
+        channel = self._open_channel(self.host.connect_timeout)
+        try:
+            channel.get_pty(term="dumb", width=200, height=50)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError) as exc:
+            channel.close()
+            raise SSHError(f"{self.name}: cannot start {argv[0]!r}: {exc}") from exc
+        channel.settimeout(None)
+        return RemoteProcess(self, channel, sink, self.host.connect_timeout)
+
+    def measure_clock_offset(self, rounds: int = 10) -> ClockOffset:
+        """Our clock minus the host's: the round trip with the smallest RTT of ``rounds``.
+
+        One remote shell answers every round (no process start inside the measurement).
+        """
+        if rounds < 1:
+            raise ValueError("rounds must be >= 1")
+        channel = self._open_channel(self.host.connect_timeout)
+        samples: list[ClockSample] = []
+        try:
+            channel.exec_command(shlex.join(["exec", "env", "LC_ALL=C", "sh", "-c", _CLOCK_LOOP]))
+            replies = channel.makefile("rb")
+            for round_ in range(rounds + 1):  # the first round warms up the remote shell
+                sent_time = time.time()
+                sent_mono = time.monotonic()
+                channel.sendall(b"\n")
+                line = replies.readline(64)
+                rtt = time.monotonic() - sent_mono
+                try:
+                    remote_time = float(line)
+                except ValueError:
+                    raise SSHError(
+                        f"{self.name}: clock reply {line[:40]!r} is not a time (needs "
+                        "bash or GNU date)"
+                    ) from None
+                if round_:
+                    samples.append(ClockSample(sent_time, rtt, remote_time))
+        except (paramiko.SSHException, OSError) as exc:
+            raise SSHError(f"{self.name}: clock measurement failed: {exc}") from exc
+        finally:
+            channel.close()
+        result = estimate_clock_offset(samples)
+        logger.info(
+            "%s: clock offset %+.2f ms +/- %.2f ms (best RTT %.2f ms of %d)",
+            self.name, result.offset * 1e3, result.uncertainty * 1e3, result.rtt * 1e3, rounds,
+        )  # fmt: skip
+        return result
+
+    def close(self) -> None:
+        """Close the connection (remote processes on it get SIGHUP); idempotent."""
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> Self:
+        return self.connect()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,552 @@
+"""RemoteSender and SSHSession against a real OpenSSH server on 127.0.0.1.
+
+The "remote" host is this machine, reached through a throwaway sshd: remote PIDs are
+local PIDs, so the tests can look them up, kill them and list processes with ``ps``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DATA, free_udp_port, ssh_host
+from sshd_server import SshdServer, ssh_agent, sshd_unavailable_reason, start_sshd
+
+from syncstream import (
+    AuthenticationFailed,
+    Frame,
+    HostKeyError,
+    PreflightFailed,
+    RemoteSender,
+    RestartPolicy,
+    SenderConfig,
+    SenderError,
+    SSHError,
+    SSHSession,
+    StreamClosed,
+    SyncStreamError,
+    VideoStream,
+)
+
+VIDEO = DATA / "testsrc_wallclock.ts"
+
+#: How far a frame's capture time may be from our clock: same machine, a few frames of delay.
+CAPTURE_SLACK = 3.0
+#: Generous bound for things that should happen at once (frames, restarts, processes ending).
+DEADLINE = 15.0
+
+
+def _config(port: int, **overrides: Any) -> SenderConfig:
+    """A small sender to udp://127.0.0.1:port; start failures are not what most tests check."""
+    fields: dict[str, Any] = {
+        "destination": f"udp://127.0.0.1:{port}",
+        "size": (320, 240),
+        "startup_wait": 0.2,
+    }
+    fields.update(overrides)
+    return SenderConfig(**fields)
+
+
+def _live_frames(stream: VideoStream, count: int) -> list[Frame]:
+    """Read ``count`` frames, each stamped by the sender with a capture time near now."""
+    frames: list[Frame] = []
+    for _ in range(count):
+        frame = stream.read(timeout=DEADLINE)
+        now = time.time()
+        assert frame.capture_time is not None, f"{stream.name}: frame without capture time"
+        assert abs(now - frame.capture_time) < CAPTURE_SLACK, (now, frame.capture_time)
+        frames.append(frame)
+    return frames
+
+
+def _frame_captured_after(stream: VideoStream, moment: float) -> Frame:
+    """The first frame read whose capture time is later than ``moment`` (our clock)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        frame = stream.read(timeout=max(0.1, deadline - time.monotonic()))
+        if frame.capture_time is not None and frame.capture_time > moment:
+            return frame
+        assert time.monotonic() < deadline, f"no frame captured after {moment}"
+
+
+def _exists(pid: int) -> bool:
+    """True while a process (or a not yet reaped zombie) has this PID on this machine."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds:g} s: {what}")
+        time.sleep(0.02)
+
+
+def _ffmpeg_processes(destination: str) -> list[str]:
+    """``ps`` lines of ffmpeg processes whose arguments hold ``destination``.
+
+    ``-ww``: without it ps cuts lines at 80 columns when not writing to a terminal.
+    """
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    return [line for line in listing.splitlines()[1:] if "ffmpeg" in line and destination in line]
+
+
+def _argv(pid: int) -> list[str]:
+    """The process's arguments ([] once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
+def _is_ffmpeg(pid: int, destination: str) -> bool:
+    """True while ``pid`` runs ffmpeg itself (not the shell that execs it) to ``destination``."""
+    argv = _argv(pid)
+    return bool(argv) and Path(argv[0]).name == "ffmpeg" and any(destination in a for a in argv)
+
+
+def _wait_for_ffmpeg(pid: int, destination: str) -> None:
+    """Wait until the recorded PID is ffmpeg: the shell that reported it execs ffmpeg."""
+    _wait_until(lambda: _is_ffmpeg(pid, destination), 5.0, f"pid {pid} runs ffmpeg")
+
+
+def _assert_no_ffmpeg_left(pid: int, destination: str) -> None:
+    _wait_until(lambda: not _exists(pid), 5.0, f"remote ffmpeg pid {pid} gone")
+    assert _ffmpeg_processes(destination) == []
+
+
+def _known_hosts_state() -> tuple[bytes, int] | None:
+    """Content and mtime of ~/.ssh/known_hosts, None when there is none."""
+    path = Path.home() / ".ssh" / "known_hosts"
+    try:
+        return path.read_bytes(), path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _keygen(path: Path) -> str:
+    """A fresh ed25519 key pair at ``path``; returns the public key's base64 blob."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return path.with_suffix(".pub").read_text().split()[1]
+
+
+def _error_in_thread(call: Callable[[], object], seconds: float) -> SyncStreamError | None:
+    """Run ``call`` in a thread: the SyncStreamError it raised, or None; fail if it hangs."""
+    outcome: list[SyncStreamError | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except SyncStreamError as exc:  # handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still blocked after {seconds:g} s")
+    assert outcome, "raised something other than a SyncStreamError (see the thread's traceback)"
+    return outcome[0]
+
+
+@contextlib.contextmanager
+def _silent_tcp_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never says anything."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+@pytest.fixture
+def bare_sshd(tmp_path: Path) -> Iterator[SshdServer]:
+    """An sshd whose sessions get a PATH holding only ``sh``: no ffmpeg there."""
+    reason = sshd_unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"{reason} (the test command installs openssh-server)")
+    bin_dir = tmp_path / "bin without ffmpeg"
+    bin_dir.mkdir()
+    sh = shutil.which("sh")
+    assert sh is not None
+    (bin_dir / "sh").symlink_to(sh)
+    with start_sshd(tmp_path / "nopath", session_path=str(bin_dir)) as server:
+        yield server
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+def test_frames_from_two_remote_senders(sshd: SshdServer) -> None:
+    own_port, shared_port = free_udp_port(), free_udp_port()
+    session = SSHSession(ssh_host(sshd))
+    own = RemoteSender(ssh_host(sshd), _config(own_port))
+    shared = RemoteSender(session, _config(shared_port))
+    try:
+        with (
+            VideoStream(f"udp://127.0.0.1:{own_port}") as own_stream,
+            VideoStream(f"udp://127.0.0.1:{shared_port}") as shared_stream,
+        ):
+            own.start()
+            shared.start()
+            own_frames = _live_frames(own_stream, 5)
+            shared_frames = _live_frames(shared_stream, 5)
+        assert all(f.image.shape == (240, 320, 3) for f in own_frames + shared_frames)
+        assert own.is_running and shared.is_running
+        assert own.pid != shared.pid
+        assert own.host == shared.host == f"{sshd.username}@{sshd.host}:{sshd.port}"
+        shared.stop()
+        # a session passed in belongs to the caller: stopping the sender leaves it open
+        assert session.run(["echo", "still open"]).stdout == "still open\n"
+    finally:
+        own.stop()
+        shared.stop()
+        session.close()
+
+
+# -- host keys ---------------------------------------------------------------------------
+
+
+def test_unknown_host_is_refused_unless_trusted(
+    sshd: SshdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = _known_hosts_state()
+    with pytest.raises(HostKeyError) as refused:
+        SSHSession(ssh_host(sshd, known_hosts_file=None)).connect()
+    assert "ssh-keyscan" in str(refused.value)
+    assert sshd.host_key_fingerprint in str(refused.value)
+
+    with caplog.at_level(logging.WARNING, logger="syncstream.ssh"):
+        with SSHSession(ssh_host(sshd, known_hosts_file=None, trust_unknown_hosts=True)) as ssh:
+            assert ssh.run(["echo", "trusted"]).stdout == "trusted\n"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(sshd.host_key_fingerprint in message for message in warnings), warnings
+    assert _known_hosts_state() == before
+
+
+def test_changed_host_key_is_refused(sshd: SshdServer, tmp_path: Path) -> None:
+    blob = _keygen(tmp_path / "impostor")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[{sshd.host}]:{sshd.port} ssh-ed25519 {blob}\n")
+    with pytest.raises(HostKeyError, match="differs"):
+        SSHSession(ssh_host(sshd, known_hosts_file=str(known_hosts))).connect()
+
+
+# -- authentication ----------------------------------------------------------------------
+
+
+def test_bad_key_and_wrong_password_are_refused(sshd: SshdServer) -> None:
+    with pytest.raises(AuthenticationFailed) as refused:
+        SSHSession(ssh_host(sshd, key_filename=str(sshd.stranger_key))).connect()
+    assert isinstance(refused.value, PermissionError)
+    assert isinstance(refused.value, SyncStreamError)
+    assert str(sshd.stranger_key) in str(refused.value)  # says what was tried
+
+    with pytest.raises(AuthenticationFailed, match="password"):
+        SSHSession(ssh_host(sshd, key_filename=None, password="wrong")).connect()
+
+
+def test_agent_authentication(
+    sshd: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ssh_agent(tmp_path / "agent", [sshd.user_key]) as sock:
+        monkeypatch.setenv("SSH_AUTH_SOCK", sock)
+        with SSHSession(ssh_host(sshd, key_filename=None, allow_agent=True)) as session:
+            result = session.run(["echo", "hi"])
+    assert result.returncode == 0
+    assert result.stdout == "hi\n"
+
+
+# -- connection errors -------------------------------------------------------------------
+
+
+def test_closed_port_is_an_ssh_error(sshd: SshdServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = int(probe.getsockname()[1])
+    with pytest.raises(SSHError, match="cannot connect"):
+        SSHSession(ssh_host(sshd, port=closed_port)).connect()
+
+
+def test_server_without_banner_times_out(sshd: SshdServer) -> None:
+    with _silent_tcp_server() as port:
+        session = SSHSession(ssh_host(sshd, port=port, connect_timeout=1))
+        error = _error_in_thread(session.connect, DEADLINE)
+    assert isinstance(error, SSHError), error
+    assert not isinstance(error, (HostKeyError, AuthenticationFailed))
+
+
+# -- preflight ---------------------------------------------------------------------------
+
+
+def test_missing_ffmpeg_fails_preflight(bare_sshd: SshdServer) -> None:
+    host = ssh_host(bare_sshd)
+    with SSHSession(host) as session:  # the check itself can run: sh is there
+        assert session.run(["sh", "-c", "echo sh works"]).stdout == "sh works\n"
+    sender = RemoteSender(host, _config(free_udp_port()))
+    try:
+        with pytest.raises(PreflightFailed) as failed:
+            sender.start()
+    finally:
+        sender.stop()
+    message = str(failed.value)
+    assert f"{bare_sshd.host}:{bare_sshd.port}" in message
+    assert "ffmpeg" in message
+    assert failed.value.returncode not in (None, 0)
+
+
+def test_ffmpeg_path_that_does_not_exist_fails_preflight(sshd: SshdServer) -> None:
+    sender = RemoteSender(ssh_host(sshd), _config(free_udp_port(), ffmpeg="/opt/nope/ffmpeg"))
+    try:
+        with pytest.raises(PreflightFailed, match="/opt/nope/ffmpeg") as failed:
+            sender.start()
+    finally:
+        sender.stop()
+    assert f"{sshd.host}:{sshd.port}" in str(failed.value)
+    assert failed.value.returncode not in (None, 0)
+    assert not sender.is_running
+
+
+def test_shell_metacharacters_in_device_name_are_not_run(sshd: SshdServer, tmp_path: Path) -> None:
+    marker = tmp_path / "injected"
+    sender = RemoteSender(
+        ssh_host(sshd), _config(free_udp_port(), input=f"/dev/video0; touch {marker}")
+    )
+    try:
+        with pytest.raises(PreflightFailed, match="no video device"):
+            sender.start()
+    finally:
+        sender.stop()
+    assert not marker.exists()
+
+
+def test_file_name_full_of_shell_metacharacters_streams(sshd: SshdServer, tmp_path: Path) -> None:
+    ran_x, ran_y = tmp_path / "ran-x", tmp_path / "ran-y"
+    # The absolute paths inside the name make it span directories: create them.
+    name = f"cam $(touch {ran_x}); `touch {ran_y}` 'q' \"dq\" * $HOME.ts"
+    video = tmp_path / name
+    assert str(video) == f"{tmp_path}/{name}"
+    video.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(VIDEO, video)
+    port = free_udp_port()
+    with VideoStream(f"udp://127.0.0.1:{port}") as stream:
+        with RemoteSender(ssh_host(sshd), _config(port, input=str(video))) as sender:
+            assert sender.is_running
+            _live_frames(stream, 3)
+    assert not ran_x.exists()
+    assert not ran_y.exists()
+
+
+# -- stopping ----------------------------------------------------------------------------
+
+
+def test_stop_leaves_no_ffmpeg(sshd: SshdServer) -> None:
+    port = free_udp_port()
+    destination = f"udp://127.0.0.1:{port}"
+    sender = RemoteSender(ssh_host(sshd), _config(port))
+    try:
+        sender.start()
+        pid = sender.pid
+        assert pid is not None
+        _wait_for_ffmpeg(pid, destination)
+        assert len(_ffmpeg_processes(destination)) == 1
+        sender.stop()
+        _assert_no_ffmpeg_left(pid, destination)
+        assert not sender.is_running
+        assert sender.pid is None
+        sender.stop()  # idempotent
+        with pytest.raises(StreamClosed):
+            sender.start()
+    finally:
+        sender.stop()
+
+    port = free_udp_port()
+    destination = f"udp://127.0.0.1:{port}"
+    with RemoteSender(ssh_host(sshd), _config(port)) as sender:
+        pid = sender.pid
+        assert pid is not None and _exists(pid)
+    _assert_no_ffmpeg_left(pid, destination)
+
+
+_RECEIVER = """
+import sys, time
+from syncstream import RemoteSender, SenderConfig, SSHHost
+host = SSHHost.model_validate_json(sys.argv[1])
+config = SenderConfig.model_validate_json(sys.argv[2])
+sender = RemoteSender(host, config).start()
+print(sender.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_receiver_killed_leaves_no_ffmpeg(sshd: SshdServer) -> None:
+    port = free_udp_port()
+    destination = f"udp://127.0.0.1:{port}"
+    config = _config(port)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _RECEIVER,
+            ssh_host(sshd).model_dump_json(),
+            config.model_dump_json(),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid = 0
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        ready, _, _ = select.select([child.stdout], [], [], 30)
+        line = child.stdout.readline() if ready else ""
+        if not line.strip().isdigit():
+            child.kill()
+            pytest.fail(f"receiver did not report a pid: {line!r} {child.stderr.read()}")
+        pid = int(line)
+        _wait_for_ffmpeg(pid, destination)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        # sshd hangs up the terminal when the connection drops: ffmpeg gets SIGHUP
+        _assert_no_ffmpeg_left(pid, destination)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+        if pid and _is_ffmpeg(pid, destination):
+            os.kill(pid, signal.SIGKILL)
+
+
+# -- restarts and start failures ---------------------------------------------------------
+
+
+def test_killed_ffmpeg_is_restarted(sshd: SshdServer) -> None:
+    port = free_udp_port()
+    destination = f"udp://127.0.0.1:{port}"
+    config = _config(port, restart=RestartPolicy(delay=0.2))
+    with VideoStream(destination) as stream:
+        with RemoteSender(ssh_host(sshd), config) as sender:
+            _live_frames(stream, 2)
+            first = sender.pid
+            assert first is not None
+            _wait_for_ffmpeg(first, destination)
+            os.kill(first, signal.SIGKILL)
+            _wait_until(lambda: sender.restarts == 1, DEADLINE, "one restart")
+            restarted_at = time.time()
+            second = sender.pid
+            assert second is not None and second != first
+            _wait_for_ffmpeg(second, destination)
+            assert not _exists(first)
+            # the same receiver keeps going with frames of the new process
+            frame = _frame_captured_after(stream, restarted_at)
+            assert frame.capture_time is not None
+            assert abs(time.time() - frame.capture_time) < CAPTURE_SLACK
+            assert sender.is_running
+            assert sender.restarts == 1
+            assert sender.error is None
+    _assert_no_ffmpeg_left(second, destination)
+
+
+def test_killed_ffmpeg_without_restart_gives_up(sshd: SshdServer) -> None:
+    port = free_udp_port()
+    config = _config(port, restart=RestartPolicy(enabled=False))
+    with RemoteSender(ssh_host(sshd), config) as sender:
+        pid = sender.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _wait_until(lambda: sender.error is not None, DEADLINE, "sender gives up")
+        assert isinstance(sender.error, SenderError)
+        assert not sender.is_running
+        assert sender.returncode is not None
+        assert sender.pid is None
+        assert sender.restarts == 0
+
+
+def test_input_that_is_not_video_fails_at_start(sshd: SshdServer, tmp_path: Path) -> None:
+    # not .txt: ffmpeg's tty demuxer plays text files with that extension as video
+    text = tmp_path / "not-a-video.ts"
+    text.write_text("this is not a video\n" * 50)
+    # startup_wait is how long start() watches ffmpeg; it returns as soon as ffmpeg exits
+    sender = RemoteSender(
+        ssh_host(sshd), _config(free_udp_port(), input=str(text), startup_wait=10.0)
+    )
+    try:
+        with pytest.raises(SenderError) as failed:
+            sender.start()
+    finally:
+        sender.stop()
+    assert not isinstance(failed.value, PreflightFailed)
+    assert failed.value.returncode is not None
+    tail = failed.value.stderr_tail
+    assert any("Invalid data" in line for line in tail), tail
+    assert not any("\x1b" in line for line in tail), tail  # no terminal colour codes
+    assert f"{sshd.host}:{sshd.port}" in str(failed.value)
+    assert not sender.is_running
+
+
+# -- clocks ------------------------------------------------------------------------------
+
+
+def test_clock_offset_of_loopback_host_is_zero(sshd: SshdServer) -> None:
+    with SSHSession(ssh_host(sshd)) as session:
+        measured = session.measure_clock_offset(rounds=8)
+    assert measured.samples == 8
+    assert measured.uncertainty > 0
+    assert measured.rtt == pytest.approx(2 * measured.uncertainty)
+    # same machine, same clock: the true offset is 0, within the measured bound
+    assert abs(measured.offset) <= measured.uncertainty + 0.005
+
+    sender = RemoteSender(ssh_host(sshd), _config(free_udp_port()))
+    try:
+        via_sender = sender.clock_offset(rounds=3)
+    finally:
+        sender.stop()
+    assert via_sender.samples == 3
+    assert abs(via_sender.offset) <= via_sender.uncertainty + 0.005
