@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sshd_server import SshdServer, sshd_unavailable_reason, start_sshd
 
 from syncstream import SSHHost
 from syncstream.senders import LocalSender, free_udp_port, simulated_camera_argv
+from syncstream.testing.sshd import SshdServer, sshd_unavailable_reason, start_sshd
 
 __all__ = ["DATA", "SenderFactory", "free_udp_port", "ssh_host"]
 

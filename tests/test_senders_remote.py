@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from conftest import DATA, free_udp_port, ssh_host
-from sshd_server import SshdServer, ssh_agent, sshd_unavailable_reason, start_sshd
 
 from syncstream import (
     AuthenticationFailed,
@@ -40,6 +39,7 @@ from syncstream import (
     SyncStreamError,
     VideoStream,
 )
+from syncstream.testing.sshd import SshdServer, ssh_agent, sshd_unavailable_reason, start_sshd
 
 VIDEO = DATA / "testsrc_wallclock.ts"
 

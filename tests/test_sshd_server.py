@@ -1,4 +1,4 @@
-"""Self-tests for tests/sshd_server.py: the throwaway sshd and ssh-agent really work."""
+"""Self-tests for syncstream.testing.sshd: the throwaway sshd and ssh-agent really work."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 import paramiko
 import pytest
-import sshd_server
-from sshd_server import SshdServer, ssh_agent, sshd_unavailable_reason, start_sshd
+
+from syncstream.testing import sshd as sshd_server
+from syncstream.testing.sshd import SshdServer, ssh_agent, sshd_unavailable_reason, start_sshd
 
 _REASON = sshd_unavailable_reason()
 if _REASON is not None:
