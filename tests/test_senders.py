@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -292,3 +293,41 @@ def test_argv_senders_do_not_restart() -> None:
     assert "restart is off" in str(failing.error)
     clean.stop()
     failing.stop()
+
+
+def test_stop_while_starting_leaves_no_process() -> None:
+    sender = LocalSender(_config(startup_wait=5.0))
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            sender.start()
+        except StreamClosed as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    assert _wait_for(lambda: bool(sender.stderr_tail) or _ffmpeg_children() != [])
+    sender.stop()
+    starter.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StreamClosed)
+    assert _wait_for(lambda: _ffmpeg_children() == [])
+
+
+def _ffmpeg_children() -> list[int]:
+    """PIDs of ffmpeg processes started by this test process."""
+    me = str(os.getpid())
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if fields[1] == me and name == "ffmpeg" and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids

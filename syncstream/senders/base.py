@@ -177,16 +177,28 @@ class Sender:
         try:
             self.preflight()
             handle = self._spawn(self._stderr_lines.append)
-            status = handle.wait(self._startup_wait) if self._startup_wait > 0 else None
-            if status is not None:
-                handle.release()
-                raise self._exit_error(status, "exited at start")
         except BaseException:
             self._stop_event.set()
             self._release()
             raise
         with self._lock:
-            self._handle = handle
+            stopping = self._stop_event.is_set()
+            if not stopping:
+                self._handle = handle  # from here on stop() ends it
+        if stopping:  # stop() ran while we were spawning: it did not see this process
+            self._end(handle)
+        status = handle.wait(self._startup_wait) if self._startup_wait > 0 else None
+        if self._stop_event.is_set():
+            handle.release()
+            self._release()
+            raise StreamClosed(f"{self.name}: sender was stopped while starting")
+        if status is not None:
+            with self._lock:
+                self._handle, self._returncode = None, status
+            handle.release()
+            self._stop_event.set()
+            self._release()
+            raise self._exit_error(status, "exited at start")
         logger.info("%s: ffmpeg started on %s, pid %s", self.name, self.host, handle.pid)
         self._watcher = threading.Thread(
             target=self._watch, name=f"syncstream-sender:{self.name}", daemon=True

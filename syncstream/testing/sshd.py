@@ -1,4 +1,4 @@
-"""A throwaway OpenSSH server (and ssh-agent) on 127.0.0.1, for syncstream's tests.
+"""A throwaway OpenSSH server (and ssh-agent) on 127.0.0.1, for tests of remote senders.
 
 Everything -- host key, user keys, ``authorized_keys``, ``known_hosts``,
 ``sshd_config``, pid file and log -- lives in a directory the caller passes
