@@ -16,7 +16,8 @@ plus, for RemoteSender only, the clock offset and its uncertainty. The tutorial'
 ``killall ffmpeg`` would also end every other ffmpeg on the machine, so here it is
 confined to the round's process (``pkill -f`` on its unique destination).
 
-Run: ``python3 benchmarks/senders.py`` (``--rounds``, ``--orphan-wait``, ``--json``).
+Run: ``python3 benchmarks/senders.py`` (``--rounds``, ``--orphan-wait``, ``--json``;
+``--seed-quiet`` runs the tutorial's ffmpeg without progress output on stderr).
 Prints medians over rounds in ms, and the tutorial's figure over ours.
 """
 
@@ -57,10 +58,14 @@ def _host(server: SshdServer) -> SSHHost:
     )
 
 
+#: ffmpeg options added to the tutorial's command by --seed-quiet.
+QUIET = ""
+
+
 def _seed_command(destination: str) -> str:
     # The tutorial's command, with a test pattern instead of /dev/video0.
     return (
-        f"ffmpeg -re -f lavfi -i testsrc=size={SIZE[0]}x{SIZE[1]}:rate=30 "
+        f"ffmpeg {QUIET}-re -f lavfi -i testsrc=size={SIZE[0]}x{SIZE[1]}:rate=30 "
         f"-f mpegts {destination}?pkt_size=1316"
     )
 
@@ -203,7 +208,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--orphan-wait", type=float, default=10.0)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--seed-quiet",
+        action="store_true",
+        help="the tutorial's ffmpeg with -loglevel error -nostats (no progress on stderr)",
+    )
     args = parser.parse_args()
+    global QUIET
+    QUIET = "-loglevel error -nostats " if args.seed_quiet else ""
     results: dict[str, dict[str, list[float]]] = {
         name: {"first_packet": [], "stop": [], "orphan": []} for name in ("syncstream", "seed")
     }
