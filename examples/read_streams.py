@@ -18,8 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from syncstream import LocalSender, ReadTimeout, VideoStream
-from syncstream.senders import free_udp_port, simulated_camera_argv
+from syncstream import LocalSender, ReadTimeout, SenderConfig, VideoStream
+from syncstream.senders import free_udp_port
 
 
 def main() -> int:
@@ -36,8 +36,8 @@ def main() -> int:
         if args.local:
             for pattern in ("testsrc", "smptebars"):
                 url = f"udp://127.0.0.1:{free_udp_port()}"
-                argv = simulated_camera_argv(url, size=(320, 240), pattern=pattern)
-                stack.enter_context(LocalSender(argv, name=pattern))
+                config = SenderConfig(destination=url, input=pattern, size=(320, 240))
+                stack.enter_context(LocalSender(config, name=pattern))
                 urls.append(url)
         if not urls:
             parser.error("give stream URLs or --local")

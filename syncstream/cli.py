@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import __version__
+from .config import SenderConfig
 from .errors import ReadTimeout, SyncStreamError
-from .senders import LocalSender, free_udp_port, simulated_camera_argv
+from .senders import LocalSender, free_udp_port
 from .stream import StreamStats, VideoStream
 
 __all__ = ["main"]
@@ -57,9 +58,9 @@ def run_demo(cameras: int, seconds: float, size: tuple[int, int], fps: float) ->
             url = f"udp://127.0.0.1:{free_udp_port()}"
             name = f"cam{index + 1}"
             pattern = _PATTERNS[index % len(_PATTERNS)]
-            argv = simulated_camera_argv(url, size=size, fps=fps, pattern=pattern)
+            config = SenderConfig(destination=url, input=pattern, size=size, fps=fps)
             streams.append(VideoStream(url, name=name).start())
-            senders.append(LocalSender(argv, name=f"{name}-sender").start())
+            senders.append(LocalSender(config, name=f"{name}-sender").start())
         print(
             f"syncstream {__version__} demo: {cameras} simulated cameras, "
             f"{size[0]}x{size[1]}@{fps:g}, {seconds:g} s"
