@@ -17,11 +17,13 @@ __all__ = [
     "SourceFrame",
 ]
 
-#: FFmpeg demuxer and decoder options for live sources: no reordering delay, and a probe
-#: small enough not to hold back the first frame. Not ``fflags=nobuffer``: it only acts
-#: while the stream is probed, by dropping the probed packets, keyframe included, so the
-#: first picture waits for the next keyframe (up to a GOP, measured +0.3 to +0.9 s).
+#: FFmpeg demuxer and decoder options for live sources: hand over each packet at once, no
+#: reordering delay, and a probe small enough not to hold back the first frame.
+#: ``fflags=nobuffer`` drops the packets read while probing, so the first picture is the
+#: next keyframe (up to one GOP later) rather than a burst of frames that already aged in
+#: the probe buffer (measured up to 0.7 s old), which would skew the latency figures.
 LOW_DELAY_OPTIONS = {
+    "fflags": "nobuffer",
     "flags": "low_delay",
     "probesize": "32768",
     "analyzeduration": "0",

@@ -1,8 +1,8 @@
 """PyAV (FFmpeg) backend: udp:// MPEG-TS, rtsp://, files and V4L2 devices, with raw PTS.
 
 Decoding is tuned for delay, not throughput: slice threading only (frame threading holds
-one frame per thread: measured 137 ms against 72 ms on loopback), ``flags=low_delay``,
-and a small probe so the first frame is not held back. Pictures stay
+one frame per thread: measured 137 ms against 72 ms on loopback), ``fflags=nobuffer`` and
+``flags=low_delay``, and a small probe so the first frame is not held back. Pictures stay
 in the decoder's YUV until a consumer asks for BGR.
 """
 
