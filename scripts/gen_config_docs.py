@@ -14,10 +14,24 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import BaseModel  # noqa: E402
 
-from syncstream.config import RestartPolicy, SenderConfig, SSHHost, StreamConfig  # noqa: E402
+from syncstream.config import (  # noqa: E402
+    Camera,
+    GroupConfig,
+    RestartPolicy,
+    SenderConfig,
+    SSHHost,
+    StreamConfig,
+)
 
 TARGET = ROOT / "docs" / "configuration.md"
-MODELS: list[type[BaseModel]] = [StreamConfig, SenderConfig, RestartPolicy, SSHHost]
+MODELS: list[type[BaseModel]] = [
+    StreamConfig,
+    Camera,
+    GroupConfig,
+    SenderConfig,
+    RestartPolicy,
+    SSHHost,
+]
 
 
 def _default(model: type[BaseModel], name: str) -> str:
@@ -54,7 +68,10 @@ def render() -> str:
         doc = (model.__doc__ or "").strip().splitlines()[0]
         lines += [f"## {model.__name__}", "", doc, "", "| field | type | default | meaning |",
                   "| --- | --- | --- | --- |"]  # fmt: skip
-        for name, field in model.model_fields.items():
+        own = [name for name in model.__annotations__ if name in model.model_fields]
+        ordered = own + [name for name in model.model_fields if name not in own]
+        for name in ordered:
+            field = model.model_fields[name]
             meaning = (field.description or "").replace("|", "\\|")
             lines.append(
                 f"| `{name}` | `{_type(model, name)}` | {_default(model, name)} | {meaning} |"

@@ -7,19 +7,25 @@ carries it) and its arrival time.
 The sender side: :class:`LocalSender` and :class:`RemoteSender` (over SSH) run the ffmpeg
 described by a :class:`SenderConfig`, which writes the camera host's wall clock into the
 stream; :class:`SSHSession` also measures that host's clock offset.
+
+The group: :class:`StreamGroup` starts the senders of its :class:`Camera` list, reads every
+camera and aligns their frames by capture time into :class:`FrameSet` objects, which it
+hands to :meth:`StreamGroup.read` and to processors, each on its own worker.
 """
 
 from __future__ import annotations
 
 from .clock import ClockOffset
-from .config import RestartPolicy, SenderConfig, SSHHost, StreamConfig
+from .config import Camera, GroupConfig, RestartPolicy, SenderConfig, SSHHost, StreamConfig
 from .errors import (
     AuthenticationFailed,
     ConfigError,
     FrameDecodeError,
+    GroupStartError,
     HostKeyError,
     NoFrameYet,
     PreflightFailed,
+    ProcessorError,
     ReadTimeout,
     SenderError,
     SourceError,
@@ -32,21 +38,32 @@ from .errors import (
     SyncStreamError,
     UnsupportedSource,
 )
-from .frames import Frame
+from .frames import Frame, FrameSet
+from .group import CameraStats, GroupStats, StreamGroup
+from .processors import ProcessorStats, ProcessorWorker
 from .senders import LocalSender, RemoteSender
 from .ssh import SSHSession
 from .stream import StreamState, StreamStats, VideoStream
 
 __all__ = [
     "AuthenticationFailed",
+    "Camera",
+    "CameraStats",
     "ClockOffset",
     "ConfigError",
     "Frame",
     "FrameDecodeError",
+    "FrameSet",
+    "GroupConfig",
+    "GroupStartError",
+    "GroupStats",
     "HostKeyError",
     "LocalSender",
     "NoFrameYet",
     "PreflightFailed",
+    "ProcessorError",
+    "ProcessorStats",
+    "ProcessorWorker",
     "ReadTimeout",
     "RemoteSender",
     "RestartPolicy",
@@ -62,6 +79,7 @@ __all__ = [
     "StreamConfig",
     "StreamEnded",
     "StreamFailed",
+    "StreamGroup",
     "StreamState",
     "StreamStats",
     "SyncStreamError",

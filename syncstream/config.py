@@ -11,19 +11,26 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 __all__ = [
     "TEST_PATTERNS",
     "Backend",
+    "Camera",
     "CaptureClock",
     "Codec",
+    "GroupConfig",
     "InputKind",
+    "MissingPolicy",
+    "ReaderSettings",
     "RestartPolicy",
     "SSHHost",
     "SenderConfig",
     "StreamConfig",
+    "SyncPolicy",
 ]
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
 CaptureClock = Literal["auto", "sender", "none"]
 Codec = Literal["libx264", "mpeg2video", "mjpeg"]
 InputKind = Literal["pattern", "device", "file"]
+SyncPolicy = Literal["latest", "nearest", "exact"]
+MissingPolicy = Literal["partial", "wait"]
 
 #: ffmpeg lavfi sources a :class:`SenderConfig` accepts as a simulated camera.
 TEST_PATTERNS = frozenset(
@@ -36,17 +43,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class StreamConfig(_Model):
-    """Everything one :class:`~syncstream.VideoStream` needs to know about its source."""
+class ReaderSettings(_Model):
+    """How a stream is read: the settings :class:`StreamConfig` and :class:`Camera` share."""
 
-    url: str = Field(
-        min_length=1,
-        description="Source: udp://, rtsp://, http(s):// (MJPEG), tcp:// (framed JPEG), "
-        "a file path, /dev/videoN or a webcam index.",
-    )
-    name: str | None = Field(
-        default=None, description="Name used in thread names, logs and stats; default: the URL."
-    )
     backend: Backend = Field(
         default="auto",
         description="Reader: 'auto' picks by URL (pyav, or mjpeg_http / tcp_framed by scheme).",
@@ -77,9 +76,6 @@ class StreamConfig(_Model):
         description="'auto': use sender timestamps when they are a plausible wall clock; "
         "'sender': always; 'none': never (capture_time stays None).",
     )
-    clock_offset: float = Field(
-        default=0.0, description="Our clock minus the sender's clock, in seconds."
-    )
     clock_tolerance: float = Field(
         default=60.0,
         gt=0,
@@ -103,10 +99,26 @@ class StreamConfig(_Model):
     )
 
     @model_validator(mode="after")
-    def _check_backoff(self) -> StreamConfig:
+    def _check_backoff(self) -> ReaderSettings:
         if self.reconnect_max_delay < self.reconnect_delay:
             raise ValueError("reconnect_max_delay must be >= reconnect_delay")
         return self
+
+
+class StreamConfig(ReaderSettings):
+    """Everything one :class:`~syncstream.VideoStream` needs to know about its source."""
+
+    url: str = Field(
+        min_length=1,
+        description="Source: udp://, rtsp://, http(s):// (MJPEG), tcp:// (framed JPEG), "
+        "a file path, /dev/videoN or a webcam index.",
+    )
+    name: str | None = Field(
+        default=None, description="Name used in thread names, logs and stats; default: the URL."
+    )
+    clock_offset: float = Field(
+        default=0.0, description="Our clock minus the sender's clock, in seconds."
+    )
 
     @property
     def display_name(self) -> str:
@@ -148,9 +160,11 @@ class RestartPolicy(_Model):
 class SenderConfig(_Model):
     """One camera's ffmpeg sender: input, encoding and the UDP destination of its MPEG-TS."""
 
-    destination: str = Field(
+    destination: str | None = Field(
+        default=None,
         description="Where the MPEG-TS goes: udp://host:port (the receiver's address as the "
-        "sender's host sees it; see syncstream.senders.receiver_address)."
+        "sender's host sees it; see syncstream.senders.receiver_address). A StreamGroup "
+        "fills it in from the camera's port.",
     )
     input: str = Field(
         default="testsrc",
@@ -210,7 +224,9 @@ class SenderConfig(_Model):
 
     @field_validator("destination")
     @classmethod
-    def _check_destination(cls, value: str) -> str:
+    def _check_destination(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         match = _UDP_DESTINATION.match(value)
         if match is None or not 0 < int(match.group(2)) < 65536:
             raise ValueError(f"destination must be udp://host:port, got {value!r}")
@@ -293,3 +309,102 @@ class SSHHost(_Model):
         """``user@host:port`` for logs and errors (never the password)."""
         user = f"{self.username}@" if self.username else ""
         return f"{user}{self.hostname}:{self.port}"
+
+
+class Camera(ReaderSettings):
+    """One camera of a StreamGroup: where its video is read, and which sender to start.
+
+    The sender (ffmpeg) runs on this machine, or on ``host`` over SSH. With a ``url`` and
+    no ``sender`` the camera is already streaming. With a ``sender`` the group starts it,
+    sending to ``port``. The reader settings (backend, stall_timeout, capture_clock,
+    history, ...) are those of :class:`StreamConfig`.
+    """
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\s/\\]+$",
+        description="The camera's name: the key of its frame in every FrameSet (no spaces).",
+    )
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where to read the camera (any VideoStream source). None with a sender: "
+        "udp://127.0.0.1:PORT for a local sender, udp://0.0.0.0:PORT for a remote one.",
+    )
+    sender: SenderConfig | None = Field(
+        default=None, description="The ffmpeg sender to start; None: the camera already streams."
+    )
+    host: SSHHost | None = Field(
+        default=None, description="Run the sender on this host over SSH; None: on this machine."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="UDP port the sender streams to (with sender)."
+    )
+    receiver_host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Our address as the sender's host sees it; None: 127.0.0.1 for a local "
+        "sender, the address of our route to the host for a remote one.",
+    )
+    clock_offset: float | None = Field(
+        default=None,
+        description="Our clock minus the sender's, in seconds. None: measured over SSH for a "
+        "remote sender, 0 otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _check_roles(self) -> Camera:
+        if self.sender is None:
+            if self.url is None:
+                raise ValueError(f"camera {self.name!r} needs a url or a sender")
+            if self.host is not None or self.port is not None:
+                raise ValueError(f"camera {self.name!r}: host and port need a sender")
+        elif self.sender.destination is None and self.port is None:
+            raise ValueError(f"camera {self.name!r}: a sender needs a port to stream to")
+        return self
+
+    @property
+    def listen_url(self) -> str:
+        """The URL the group's reader opens for this camera."""
+        if self.url is not None:
+            return self.url
+        bind = "0.0.0.0" if self.host is not None else "127.0.0.1"  # remote: any interface
+        return f"udp://{bind}:{self.port}"
+
+
+class GroupConfig(_Model):
+    """How a :class:`~syncstream.StreamGroup` aligns its cameras into frame sets."""
+
+    sync: SyncPolicy = Field(
+        default="nearest",
+        description="'nearest': frames with the closest capture times, each used once; "
+        "'latest': the newest frame of each camera; 'exact': equal timestamps.",
+    )
+    max_skew: float | None = Field(
+        default=0.05,
+        gt=0,
+        description="'nearest': widest set emitted, in seconds; None: no limit.",
+    )
+    max_wait: float = Field(
+        default=0.5,
+        gt=0,
+        description="Seconds a set waits for a camera; a camera silent this long is missing.",
+    )
+    on_missing: MissingPolicy = Field(
+        default="partial",
+        description="'partial': emit sets without a silent camera (named in FrameSet.missing); "
+        "'wait': only complete sets.",
+    )
+    exact_tolerance: float = Field(
+        default=1e-4, ge=0, description="'exact': largest difference taken as equal (s)."
+    )
+    first_frame_wait: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds after start a camera may take to deliver its first frame before "
+        "sets are emitted without it (at least max_wait).",
+    )
+    clock_rounds: int = Field(
+        default=10, ge=1, le=1000, description="SSH round trips per remote host to measure offset."
+    )

@@ -7,13 +7,17 @@ with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "AuthenticationFailed",
     "ConfigError",
     "FrameDecodeError",
+    "GroupStartError",
     "HostKeyError",
     "NoFrameYet",
     "PreflightFailed",
+    "ProcessorError",
     "ReadTimeout",
     "SSHError",
     "SenderError",
@@ -110,3 +114,25 @@ class SenderError(SyncStreamError, RuntimeError):
 
 class PreflightFailed(SenderError):
     """A check before starting failed: ffmpeg or the input is missing on the sender host."""
+
+
+class GroupStartError(SyncStreamError, RuntimeError):
+    """Cameras of a group failed to start; ``failures`` maps each camera's name to its error.
+
+    Every camera is tried (in parallel) before this is raised, so one start shows all the
+    broken cameras at once; what did start has been stopped again.
+    """
+
+    def __init__(self, failures: Mapping[str, BaseException]):
+        self.failures = dict(failures)
+        lines = [f"  {name}: {type(exc).__name__}: {exc}" for name, exc in self.failures.items()]
+        count = len(self.failures)
+        super().__init__(f"{count} camera(s) failed to start:\n" + "\n".join(lines))
+
+
+class ProcessorError(SyncStreamError, RuntimeError):
+    """A processor declared fatal (``on_error="stop"``) raised; the cause is chained."""
+
+    def __init__(self, message: str, *, processor: str):
+        self.processor = processor
+        super().__init__(message)

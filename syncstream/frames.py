@@ -1,14 +1,16 @@
-"""Frame: one decoded picture with its sequence number and its timestamps on named clocks."""
+"""Frame: one decoded picture with its timestamps on named clocks; FrameSet: one per camera."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BGRImage", "Frame"]
+__all__ = ["BGRImage", "Frame", "FrameSet"]
 
 #: An image as OpenCV uses it: height x width x 3, uint8, BGR order.
 BGRImage = NDArray[np.uint8]
@@ -93,4 +95,81 @@ class Frame:
         return (
             f"Frame(source={self.source!r}, seq={self.seq}, {self.width}x{self.height}, "
             f"capture_time={self.capture_time!r}, arrival_time={self.arrival_time:.6f})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class FrameSet:
+    """One frame per camera, captured at (nearly) the same instant.
+
+    ``fs["door"]`` is camera door's :class:`Frame` (``KeyError`` naming the camera when it
+    is in :attr:`missing`); iterating gives the names of the cameras present.
+    """
+
+    #: Number of the set in its group, from 0; a gap means sets nobody read were replaced.
+    seq: int
+    #: Camera name to frame, in the group's camera order; missing cameras are absent.
+    frames: Mapping[str, Frame]
+    #: Cameras without a frame in this set: silent, or waited for in vain.
+    missing: tuple[str, ...]
+    #: Seconds between the earliest and the latest frame of the set, on :attr:`clock`.
+    skew: float
+    #: The set's instant: the mean of its frames' times on :attr:`clock` (epoch seconds).
+    time: float
+    #: ``"sender"``: frames were aligned by capture time; ``"arrival"``: by arrival time,
+    #: because a camera's stream carries no capture time.
+    clock: Literal["sender", "arrival"]
+    #: Our wall clock when the set was complete.
+    emitted_time: float
+    #: The same instant on ``time.monotonic()``.
+    emitted_mono: float
+
+    @property
+    def capture_time(self) -> float | None:
+        """The set's capture instant (mean of the frames'), or None when aligned by arrival."""
+        return self.time if self.clock == "sender" else None
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the earliest capture (or arrival, without capture times) to the set."""
+        oldest = min(
+            f.capture_time
+            if self.clock == "sender" and f.capture_time is not None
+            else f.arrival_time
+            for f in self.frames.values()
+        )
+        return self.emitted_time - oldest
+
+    @property
+    def complete(self) -> bool:
+        """True when every camera of the group has a frame in the set."""
+        return not self.missing
+
+    @property
+    def images(self) -> dict[str, BGRImage]:
+        """Camera name to BGR image, for the cameras present."""
+        return {name: frame.image for name, frame in self.frames.items()}
+
+    def __getitem__(self, name: str) -> Frame:
+        try:
+            return self.frames[name]
+        except KeyError:
+            if name in self.missing:
+                raise KeyError(f"camera {name!r} is missing from frame set {self.seq}") from None
+            raise KeyError(f"no camera named {name!r} in frame set {self.seq}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.frames
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        missing = f", missing={list(self.missing)}" if self.missing else ""
+        return (
+            f"FrameSet(seq={self.seq}, cameras={list(self.frames)}{missing}, "
+            f"skew={self.skew * 1000:.1f} ms, clock={self.clock})"
         )

@@ -152,6 +152,17 @@ class VideoStream:
         self._capture_clock = "arrival"
         self._last_error: BaseException | None = None
         self._had_frames_since_open = False
+        self._listeners: list[Callable[[Frame], None]] = []
+
+    def add_listener(self, listener: Callable[[Frame], None]) -> None:
+        """Call ``listener(frame)`` in the reader thread for every new frame.
+
+        For owners such as :class:`~syncstream.StreamGroup` that must see every frame, not
+        only the newest: the listener must return quickly (hand the frame over, never
+        process it there). An exception it raises is logged; the stream carries on.
+        """
+        with self._cond:
+            self._listeners.append(listener)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -439,7 +450,13 @@ class VideoStream:
             if self._state in (StreamState.CONNECTING, StreamState.STALE):
                 self._state = StreamState.LIVE
             self._had_frames_since_open = True
+            listeners = list(self._listeners)
             self._cond.notify_all()
+        for listener in listeners:
+            try:
+                listener(frame)
+            except Exception:
+                logger.exception("%s: frame listener %r failed", self.name, listener)
 
     def _capture_time(self, source_frame: SourceFrame, arrival_time: float) -> float | None:
         config = self.config

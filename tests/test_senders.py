@@ -204,7 +204,8 @@ def test_preflight_names_the_missing_program_device_or_file(tmp_path: Path) -> N
 def test_an_ffmpeg_that_exits_at_start_raises_with_its_stderr(tmp_path: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("not a video\n")
-    sender = LocalSender(_config(input=str(junk)))
+    # startup_wait generous: on a loaded machine ffmpeg may take a while to give up
+    sender = LocalSender(_config(input=str(junk), startup_wait=10.0))
     with pytest.raises(SenderError) as caught:
         sender.start()
     assert not isinstance(caught.value, PreflightFailed)

@@ -3,7 +3,8 @@
 - :mod:`~syncstream.senders.command`: :class:`~syncstream.SenderConfig` to an argv list;
 - :class:`LocalSender`: ffmpeg on this machine;
 - :class:`RemoteSender`: ffmpeg on a camera host over SSH;
-- both share :class:`~syncstream.senders.base.Sender`: preflight, watcher, restarts, stop.
+- both share :class:`~syncstream.senders.base.Sender`: preflight, watcher, restarts, stop;
+- :class:`SenderFleet`: the senders of a group's cameras, started in parallel.
 """
 
 from .base import PreflightCheck, ProcessHandle, Sender, preflight_checks
@@ -17,6 +18,7 @@ from .command import (
     simulated_camera_argv,
     testsrc_input_args,
 )
+from .fleet import SenderFleet, sender_config_for
 from .local import LocalSender
 from .remote import RemoteSender
 
@@ -26,6 +28,7 @@ __all__ = [
     "ProcessHandle",
     "RemoteSender",
     "Sender",
+    "SenderFleet",
     "clock_text_filter",
     "free_udp_port",
     "input_args",
@@ -33,6 +36,7 @@ __all__ = [
     "preflight_checks",
     "receiver_address",
     "sender_argv",
+    "sender_config_for",
     "simulated_camera_argv",
     "testsrc_input_args",
 ]

@@ -122,7 +122,7 @@ class Sender:
         self.restart_policy = restart if restart is not None else policy
         if stop_timeout is not None:
             self._stop_timeout = stop_timeout
-        self.name = name or (self.config.destination if self.config else self.argv[0])
+        self.name = name or (self.config.destination if self.config else None) or self.argv[0]
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._handle: ProcessHandle | None = None

@@ -138,7 +138,12 @@ def input_args(config: SenderConfig) -> list[str]:
 
 
 def sender_argv(config: SenderConfig) -> list[str]:
-    """The whole ffmpeg command (an argv list, never a shell string) for ``config``."""
+    """The whole ffmpeg command (an argv list, never a shell string) for ``config``.
+
+    Raises ``ConfigError`` when ``config.destination`` is not set.
+    """
+    if config.destination is None:
+        raise ConfigError("SenderConfig.destination is not set: where should ffmpeg send to?")
     width, height = config.size
     extra = [f"scale={width}:{height}"] if config.input_kind == "file" else []
     overlay = [clock_text_filter(height)] if config.clock_text else []

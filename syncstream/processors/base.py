@@ -1,0 +1,207 @@
+"""Processor workers: each callback on its own thread, fed the newest frame set.
+
+A worker holds a slot of one: a set that arrives while the callback is still busy replaces
+the set waiting in the slot (counted as skipped). So a slow processor sees fewer sets but
+never holds up the group, the cameras or the other processors, and never works on a set
+older than the newest one waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from ..errors import ProcessorError, StreamClosed
+from ..frames import FrameSet
+
+__all__ = ["ErrorPolicy", "Processor", "ProcessorStats", "ProcessorWorker", "SupportsClose"]
+
+logger = logging.getLogger(__name__)
+
+ErrorPolicy = Literal["log", "stop"]
+
+_JOIN_TIMEOUT = 2.0
+
+
+class Processor(Protocol):
+    """Anything called with each frame set: a function or an object with ``__call__``."""
+
+    def __call__(self, frameset: FrameSet, /) -> None: ...
+
+
+@runtime_checkable
+class SupportsClose(Protocol):
+    """A processor with resources (a file, a server) to release when its worker stops."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProcessorStats:
+    """A snapshot of one processor's counters."""
+
+    name: str
+    #: Sets the callback returned from (including those that raised).
+    processed: int
+    #: Sets replaced in the slot by a newer one before the callback could take them.
+    skipped: int
+    #: Calls that raised.
+    errors: int
+    #: Mean seconds per call; None before the first.
+    mean_time: float | None
+    #: Longest call, in seconds; None before the first.
+    max_time: float | None
+    last_error: str | None
+    running: bool
+
+
+def _describe(processor: Processor) -> str:
+    name = getattr(processor, "__name__", None) or type(processor).__name__
+    return str(name)
+
+
+class ProcessorWorker:
+    """Runs one processor on its own thread with a slot of one (the newest set wins).
+
+    ``on_error="log"`` logs an exception with the processor's name, counts it and goes on
+    with the next set; ``"stop"`` ends the worker and reports the error to ``on_fatal``
+    (the group then fails with :class:`~syncstream.errors.ProcessorError`).
+    """
+
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        name: str | None = None,
+        on_error: ErrorPolicy = "log",
+        on_fatal: Callable[[ProcessorError], None] | None = None,
+    ) -> None:
+        if on_error not in ("log", "stop"):
+            raise ValueError(f"on_error must be 'log' or 'stop', got {on_error!r}")
+        self.processor = processor
+        self.name = name or _describe(processor)
+        self.on_error: ErrorPolicy = on_error
+        self._on_fatal = on_fatal
+        self._cond = threading.Condition()
+        self._slot: FrameSet | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._processed = 0
+        self._skipped = 0
+        self._errors = 0
+        self._total_time = 0.0
+        self._max_time = 0.0
+        self._last_error: BaseException | None = None
+        self._error: ProcessorError | None = None
+
+    def start(self) -> ProcessorWorker:
+        """Start the worker thread; idempotent. A closed worker cannot restart."""
+        with self._cond:
+            if self._closed:
+                raise StreamClosed(f"processor {self.name}: closed and cannot restart")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"syncstream-processor:{self.name}", daemon=True
+                )
+                self._thread.start()
+        return self
+
+    def submit(self, frameset: FrameSet) -> None:
+        """Put ``frameset`` in the slot, replacing a set not yet taken. Never blocks."""
+        with self._cond:
+            if self._closed or self._error is not None:
+                return
+            if self._slot is not None:
+                self._skipped += 1
+            self._slot = frameset
+            self._cond.notify()
+
+    def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
+        """Stop taking sets, let a running call finish (up to ``timeout``), close the
+        processor if it has ``close()``; idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            if self._slot is not None:
+                self._skipped += 1
+                self._slot = None
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("processor %s: still running after %.1f s", self.name, timeout)
+        if isinstance(self.processor, SupportsClose):
+            try:
+                self.processor.close()
+            except Exception:
+                logger.exception("processor %s: close() failed", self.name)
+
+    @property
+    def error(self) -> ProcessorError | None:
+        """The fatal error that stopped the worker (``on_error="stop"``), else None."""
+        return self._error
+
+    @property
+    def stats(self) -> ProcessorStats:
+        """A consistent snapshot of the counters."""
+        with self._cond:
+            calls = self._processed
+            thread = self._thread
+            return ProcessorStats(
+                name=self.name,
+                processed=calls,
+                skipped=self._skipped,
+                errors=self._errors,
+                mean_time=self._total_time / calls if calls else None,
+                max_time=self._max_time if calls else None,
+                last_error=None if self._last_error is None else repr(self._last_error),
+                running=thread is not None and thread.is_alive(),
+            )
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                frameset, self._slot = self._slot, None
+            assert frameset is not None
+            started = time.monotonic()
+            failure: Exception | None = None
+            try:
+                self.processor(frameset)
+            except Exception as exc:
+                failure = exc
+                logger.exception("processor %s: failed on frame set %d", self.name, frameset.seq)
+            elapsed = time.monotonic() - started
+            with self._cond:
+                self._processed += 1
+                self._total_time += elapsed
+                self._max_time = max(self._max_time, elapsed)
+                if failure is not None:
+                    self._errors += 1
+                    self._last_error = failure
+            if failure is not None and self.on_error == "stop":
+                self._fail(failure, frameset.seq)
+                return
+
+    def _fail(self, failure: Exception, seq: int) -> None:
+        error = ProcessorError(
+            f"processor {self.name} failed on frame set {seq}: {failure!r}", processor=self.name
+        )
+        error.__cause__ = failure
+        with self._cond:
+            self._error = error  # submit() ignores sets from now on
+            self._slot = None
+        if self._on_fatal is not None:
+            self._on_fatal(error)
+
+    def __repr__(self) -> str:
+        return f"ProcessorWorker({self.name!r}, on_error={self.on_error!r})"

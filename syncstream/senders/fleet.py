@@ -1,0 +1,157 @@
+"""SenderFleet: the senders of a group's cameras, started and stopped together.
+
+Cameras on the same SSH host share one connection. Hosts are connected, clocks measured
+and senders started in parallel, and every camera is tried before an error is raised, so
+one :class:`~syncstream.errors.GroupStartError` names all the broken cameras (like
+Fabric's per-host group results); whatever did start is stopped again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from ..clock import ClockOffset
+from ..config import Camera, SenderConfig, SSHHost
+from ..errors import GroupStartError
+from ..ssh import SSHSession
+from .base import Sender
+from .command import receiver_address
+from .local import LocalSender
+from .remote import RemoteSender
+
+__all__ = ["SenderFleet", "sender_config_for"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_PARALLEL = 16
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+def sender_config_for(camera: Camera) -> SenderConfig:
+    """The camera's SenderConfig with its destination filled in from ``port``."""
+    config = camera.sender
+    if config is None:
+        raise ValueError(f"camera {camera.name!r} has no sender")
+    if config.destination is not None:
+        return config
+    if camera.receiver_host is not None:
+        address = camera.receiver_host
+    elif camera.host is not None:
+        address = receiver_address(camera.host.hostname, camera.host.port)
+    else:
+        address = "127.0.0.1"
+    if ":" in address:
+        address = f"[{address}]"
+    return config.model_copy(update={"destination": f"udp://{address}:{camera.port}"})
+
+
+def _parallel(items: dict[K, Callable[[], T]]) -> dict[K, T | BaseException]:
+    """Run each call on a pool; map each key to its result or the exception it raised."""
+    if not items:
+        return {}
+    results: dict[K, T | BaseException] = {}
+    with ThreadPoolExecutor(
+        max_workers=min(_MAX_PARALLEL, len(items)), thread_name_prefix="syncstream-start"
+    ) as pool:
+        futures = {key: pool.submit(call) for key, call in items.items()}
+        for key, future in futures.items():
+            exc = future.exception()
+            results[key] = exc if exc is not None else future.result()
+    return results
+
+
+class SenderFleet:
+    """Starts the senders of ``cameras`` (those with a ``sender``), one session per host.
+
+    :meth:`connect` opens the SSH sessions and measures each host's clock offset;
+    :meth:`start` starts the senders and raises :class:`GroupStartError` naming every
+    camera that failed, in connect or in start. :meth:`stop` stops everything.
+    """
+
+    def __init__(self, cameras: Sequence[Camera], *, clock_rounds: int = 10) -> None:
+        self.cameras = [camera for camera in cameras if camera.sender is not None]
+        self.clock_rounds = clock_rounds
+        self.senders: dict[str, Sender] = {}
+        self.offsets: dict[str, ClockOffset] = {}
+        self._sessions: dict[SSHHost, SSHSession] = {}
+        self._failures: dict[str, BaseException] = {}
+
+    def connect(self) -> None:
+        """Open one session per host and measure its clock; failures are kept for start()."""
+        hosts = {camera.host for camera in self.cameras if camera.host is not None}
+        sessions = {host: SSHSession(host) for host in hosts}
+        self._sessions.update(sessions)
+
+        def measure(session: SSHSession) -> Callable[[], ClockOffset]:
+            return lambda: session.connect().measure_clock_offset(self.clock_rounds)
+
+        results = _parallel({host: measure(session) for host, session in sessions.items()})
+        for camera in self.cameras:
+            if camera.host is None:
+                continue
+            result = results[camera.host]
+            if isinstance(result, BaseException):
+                self._failures[camera.name] = result
+            else:
+                self.offsets[camera.name] = result
+        for host, result in results.items():
+            if isinstance(result, ClockOffset):
+                logger.info(
+                    "%s: clock offset %+.2f ms (+/- %.2f ms)",
+                    host.display_name,
+                    result.offset * 1000,
+                    result.uncertainty * 1000,
+                )
+
+    def start(self) -> None:
+        """Start every sender not failed in connect(); raise GroupStartError on any failure."""
+        calls: dict[str, Callable[[], Sender]] = {}
+        for camera in self.cameras:
+            if camera.name not in self._failures:
+                calls[camera.name] = self._starter(camera)
+        for name, result in _parallel(calls).items():
+            if isinstance(result, BaseException):
+                self._failures[name] = result
+            else:
+                self.senders[name] = result
+        if self._failures:
+            order = [camera.name for camera in self.cameras]
+            failures = {name: self._failures[name] for name in order if name in self._failures}
+            for name, exc in failures.items():
+                logger.error("%s: failed to start: %s", name, exc)
+            self.stop()
+            raise GroupStartError(failures)
+
+    def _starter(self, camera: Camera) -> Callable[[], Sender]:
+        def start() -> Sender:
+            config = sender_config_for(camera)
+            sender: Sender
+            if camera.host is None:
+                sender = LocalSender(config, name=camera.name)
+            else:
+                sender = RemoteSender(self._sessions[camera.host], config, name=camera.name)
+            try:
+                return sender.start()
+            except BaseException:
+                sender.stop()
+                raise
+
+        return start
+
+    def stop(self) -> None:
+        """Stop every sender (in parallel) and close the sessions; idempotent."""
+        senders, self.senders = self.senders, {}
+
+        def stopper(sender: Sender) -> Callable[[], None]:
+            return sender.stop
+
+        for name, result in _parallel({n: stopper(s) for n, s in senders.items()}).items():
+            if isinstance(result, BaseException):
+                logger.error("%s: stopping the sender failed: %s", name, result)
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            session.close()
