@@ -1,0 +1,279 @@
+"""StreamGroup end to end: real ffmpeg senders on 127.0.0.1, a real sshd, a real relay."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from syncstream import (
+    Camera,
+    FrameSet,
+    GroupStartError,
+    PreflightFailed,
+    ProcessorError,
+    ReadTimeout,
+    SenderConfig,
+    StreamClosed,
+    StreamGroup,
+    SyncStreamError,
+)
+from syncstream.config import SyncPolicy
+from syncstream.probe import StampSender, decode_stamp
+from syncstream.senders import free_udp_port
+from syncstream.testing.relay import ImpairmentRelay
+from syncstream.testing.sshd import SshdServer
+from tests.conftest import SenderFactory, ssh_host
+
+SMALL = SenderConfig(size=(320, 240), fps=30.0)
+
+
+def _camera(name: str, **fields: object) -> Camera:
+    return Camera.model_validate({"name": name, "sender": SMALL, "port": free_udp_port(), **fields})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_threads() -> list[str]:
+    prefixes = ("syncstream-group", "syncstream-reader", "syncstream-processor")
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
+
+
+@pytest.fixture(autouse=True)
+def _no_threads_left() -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 5.0
+    while _group_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group_threads() == []
+
+
+def test_two_local_cameras_give_complete_sets_by_capture_time() -> None:
+    cams = [_camera("door"), _camera("hall")]
+    with StreamGroup(cams, sync="nearest", max_skew=0.02) as group:
+        pids = [s.pid for s in group.senders.values()]
+        sets = [group.read(timeout=10.0) for _ in range(30)]
+        stats = group.stats
+    assert all(isinstance(fs, FrameSet) and fs.complete for fs in sets)
+    assert all(list(fs) == ["door", "hall"] for fs in sets)
+    assert all(fs.clock == "sender" and fs.capture_time is not None for fs in sets)
+    assert all(0 <= fs.skew <= 0.02 for fs in sets)
+    assert [fs.seq for fs in sets] == sorted({fs.seq for fs in sets})
+    first = sets[0]
+    assert first["door"].image.shape == (240, 320, 3)
+    assert set(first.images) == {"door", "hall"}
+    # each frame used once: consecutive sets hold newer frames of every camera
+    for earlier, later in itertools.pairwise(sets):
+        assert all(later[n].seq > earlier[n].seq for n in ("door", "hall"))
+    assert stats.sets >= 30 and stats.clock == "sender"
+    assert stats.skew_p95 is not None and stats.skew_p95 <= 0.02
+    assert stats.latency_p50 is not None and stats.latency_p50 > 0
+    for name in ("door", "hall"):
+        cam = stats.cameras[name]
+        assert cam.used >= 30 and cam.sender_running is True and cam.clock_offset == 0.0
+        assert cam.stream.capture_clock == "sender"
+    deadline = time.monotonic() + 5.0
+    while any(pid is not None and _alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid is not None and _alive(pid) for pid in pids)
+
+
+def test_a_running_camera_and_a_started_one_mix(udp_sender: SenderFactory) -> None:
+    port = free_udp_port()
+    udp_sender(port)
+    cams: list[Camera | str] = [Camera(name="ext", url=f"udp://127.0.0.1:{port}"), _camera("own")]
+    with StreamGroup(cams) as group:
+        fs = group.read(timeout=10.0)
+        assert set(fs) == {"ext", "own"}
+        assert group.stats.cameras["ext"].sender_running is None
+
+
+def test_failed_cameras_are_all_named_and_the_rest_is_stopped(tmp_path: object) -> None:
+    good = _camera("good")
+    no_ffmpeg = _camera("no-ffmpeg", sender=SMALL.model_copy(update={"ffmpeg": "ffmpeg-absent"}))
+    no_file = _camera("no-file", sender=SMALL.model_copy(update={"input": "/nonexistent.ts"}))
+    group = StreamGroup([good, no_ffmpeg, no_file])
+    with pytest.raises(GroupStartError) as caught:
+        group.start()
+    failures = caught.value.failures
+    assert set(failures) == {"no-ffmpeg", "no-file"}
+    assert all(isinstance(exc, PreflightFailed) for exc in failures.values())
+    assert "no-ffmpeg" in str(caught.value) and "no-file" in str(caught.value)
+    assert group.senders == {}  # the good one was stopped again
+    with pytest.raises(StreamClosed):
+        group.read(timeout=0.1)
+    with pytest.raises(StreamClosed):
+        group.start()
+
+
+def test_bad_camera_lists_are_refused_before_anything_starts() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        StreamGroup([_camera("a"), _camera("a")])
+    with pytest.raises(ValueError, match="needs a url or a sender"):
+        Camera(name="x")
+    with pytest.raises(ValueError, match="needs a port"):
+        Camera(name="x", sender=SMALL)
+    with pytest.raises(ValueError, match="max_skew"):
+        StreamGroup([_camera("a")], max_skew=-1.0)
+    with pytest.raises(SyncStreamError, match="not started"):
+        StreamGroup([_camera("a")]).read(timeout=0.1)
+
+
+def test_a_camera_that_goes_silent_leaves_partial_sets() -> None:
+    with StreamGroup([_camera("a"), _camera("b")], max_wait=0.3) as group:
+        group.read(timeout=10.0)
+        group.senders["b"].stop()
+        deadline = time.monotonic() + 10.0
+        partial: list[FrameSet] = []
+        while len(partial) < 10 and time.monotonic() < deadline:
+            fs = group.read(timeout=5.0)
+            if fs.missing:
+                partial.append(fs)
+        assert len(partial) == 10
+        assert all(fs.missing == ("b",) and list(fs) == ["a"] for fs in partial)
+        with pytest.raises(KeyError, match="missing"):
+            partial[0]["b"]
+        assert group.stats.partial >= 10
+
+
+def test_wait_policy_gives_no_partial_sets() -> None:
+    with StreamGroup([_camera("a"), _camera("b")], max_wait=0.3, on_missing="wait") as group:
+        group.read(timeout=10.0)
+        group.senders["b"].stop()
+        time.sleep(0.5)  # let b's last frames through
+        with pytest.raises(ReadTimeout):
+            while True:
+                assert group.read(timeout=1.0).complete
+
+
+def test_a_slow_processor_slows_neither_the_group_nor_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen_fast: list[int] = []
+
+    def slow(fs: FrameSet) -> None:
+        time.sleep(0.4)
+
+    def fast(fs: FrameSet) -> None:
+        seen_fast.append(fs.seq)
+
+    def broken(fs: FrameSet) -> None:
+        raise RuntimeError("bad set")
+
+    with StreamGroup([_camera("a"), _camera("b")]) as group:
+        slow_worker = group.add_processor(slow)
+        fast_worker = group.add_processor(fast)
+        broken_worker = group.add_processor(broken, name="broken")
+        with caplog.at_level(logging.ERROR):
+            read = [group.read(timeout=10.0) for _ in range(40)]
+        slow_stats, fast_stats = slow_worker.stats, fast_worker.stats
+        broken_stats = broken_worker.stats
+    assert len(read) == 40
+    assert slow_stats.processed >= 1 and slow_stats.skipped > 0
+    assert fast_stats.processed > 4 * slow_stats.processed
+    assert seen_fast == sorted(set(seen_fast))
+    assert broken_stats.errors == broken_stats.processed > 0
+    assert broken_stats.last_error is not None and "bad set" in broken_stats.last_error
+    assert any("processor broken" in r.getMessage() for r in caplog.records)
+
+
+def test_on_error_stop_makes_a_processor_error_fatal() -> None:
+    def broken(fs: FrameSet) -> None:
+        raise ValueError("cannot handle this")
+
+    with StreamGroup([_camera("a")]) as group:
+        group.add_processor(broken, name="checker", on_error="stop")
+        with pytest.raises(ProcessorError, match="checker") as caught:
+            for _ in group:
+                pass
+        assert isinstance(caught.value.__cause__, ValueError)
+        assert caught.value.processor == "checker"
+        with pytest.raises(ProcessorError):
+            group.wait(timeout=1.0)
+
+
+def test_processor_close_is_called_with_the_group() -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.count = 0
+            self.closed = False
+
+        def __call__(self, fs: FrameSet) -> None:
+            self.count += 1
+
+        def close(self) -> None:
+            self.closed = True
+
+    sink = Sink()
+    with StreamGroup([_camera("a")]) as group:
+        group.add_processor(sink)
+        group.add_processor(sink)  # the same twice gets a distinct name
+        while sink.count < 5:
+            group.read(timeout=10.0)
+        assert set(group.stats.processors) == {"Sink", "Sink#2"}
+    assert sink.closed
+
+
+def test_remote_camera_over_ssh_has_its_clock_offset_measured(sshd: SshdServer) -> None:
+    host = ssh_host(sshd)
+    cams = [_camera("local"), _camera("remote", host=host, receiver_host="127.0.0.1")]
+    with StreamGroup(cams, clock_rounds=5) as group:
+        fs = group.read(timeout=15.0)
+        assert set(fs) == {"local", "remote"}
+        remote = group.stats.cameras["remote"]
+        assert remote.sender_running is True
+        assert abs(remote.clock_offset) < 0.05  # same machine, same clock
+
+
+def test_an_unreachable_ssh_host_is_named_with_the_camera(sshd: SshdServer) -> None:
+    wrong_port = ssh_host(sshd, port=free_udp_port(), connect_timeout=2.0)
+    cams = [_camera("ok"), _camera("lost", host=wrong_port, receiver_host="127.0.0.1")]
+    with pytest.raises(GroupStartError) as caught:
+        StreamGroup(cams).start()
+    assert set(caught.value.failures) == {"lost"}
+
+
+def _pixel_skews(group: StreamGroup, count: int) -> list[float]:
+    skews = []
+    while len(skews) < count:
+        fs = group.read(timeout=10.0)
+        if fs.complete:
+            stamps = [decode_stamp(frame.image) for frame in fs.frames.values()]
+            skews.append(max(stamps) - min(stamps))
+    return skews
+
+
+@pytest.mark.parametrize("policy", ["latest", "nearest"])
+def test_over_a_slow_path_nearest_pairs_pictures_taken_together(policy: SyncPolicy) -> None:
+    # b's pictures travel 100 ms +/- 10 ms longer; their pixel stamps say when they were sent.
+    port_a, port_b = free_udp_port(), free_udp_port()
+    cams = [
+        Camera(name="a", url=f"udp://127.0.0.1:{port_a}"),
+        Camera(name="b", url=f"udp://127.0.0.1:{port_b}"),
+    ]
+    with (
+        ImpairmentRelay(f"udp://127.0.0.1:{port_b}", delay=0.1, jitter=0.01, seed=7) as relay,
+        StreamGroup(cams, sync=policy, max_skew=0.02) as group,
+        StampSender(f"udp://127.0.0.1:{port_a}", size=(320, 240)),
+        StampSender(relay.url, size=(320, 240)),
+    ):
+        group.read(timeout=15.0)
+        skews = _pixel_skews(group, 40)
+        assert relay.stats.forwarded > 0
+    median = statistics.median(skews)
+    if policy == "latest":
+        assert median > 0.05  # pictures sent ~100 ms apart are paired
+    else:
+        assert median < 0.02  # pairs sent within max_skew of each other
