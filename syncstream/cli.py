@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import __version__
-from .config import SenderConfig
-from .errors import ReadTimeout, SyncStreamError
-from .senders import LocalSender, free_udp_port
-from .stream import StreamStats, VideoStream
+from .config import Camera, SenderConfig, SyncPolicy
+from .errors import SyncStreamError
+from .frames import FrameSet
+from .group import GroupStats, StreamGroup
+from .senders import free_udp_port
+from .stream import StreamStats
 
 __all__ = ["main"]
 
@@ -37,8 +39,24 @@ def _status_line(stats: StreamStats) -> str:
     )
 
 
-def run_demo(cameras: int, seconds: float, size: tuple[int, int], fps: float) -> int:
-    """Simulated cameras on loopback, one VideoStream each; print their figures each second."""
+def _group_line(stats: GroupStats) -> str:
+    return (
+        f"{'group':<6} {stats.clock:<10} sets {stats.sets_per_second:5.1f}/s  "
+        f"skew p50 {_ms(stats.skew_p50)} ms p95 {_ms(stats.skew_p95)} ms  "
+        f"latency p50 {_ms(stats.latency_p50)} ms p95 {_ms(stats.latency_p95)} ms  "
+        f"sets {stats.sets:5d}  partial {stats.partial}"
+    )
+
+
+def _to_bgr(frameset: FrameSet) -> None:
+    """What a program does with each set, at the least: get the pictures."""
+    frameset.images  # noqa: B018 - the conversion is the work
+
+
+def run_demo(
+    cameras: int, seconds: float, size: tuple[int, int], fps: float, sync: SyncPolicy = "nearest"
+) -> int:
+    """Simulated cameras on loopback in one StreamGroup; print its figures each second."""
     if shutil.which("ffmpeg") is None:
         print(
             "syncstream demo needs the ffmpeg command (apt-get install -y ffmpeg)", file=sys.stderr
@@ -51,66 +69,47 @@ def run_demo(cameras: int, seconds: float, size: tuple[int, int], fps: float) ->
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    senders: list[LocalSender] = []
-    streams: list[VideoStream] = []
-    try:
-        for index in range(cameras):
-            url = f"udp://127.0.0.1:{free_udp_port()}"
-            name = f"cam{index + 1}"
-            pattern = _PATTERNS[index % len(_PATTERNS)]
-            config = SenderConfig(destination=url, input=pattern, size=size, fps=fps)
-            streams.append(VideoStream(url, name=name).start())
-            senders.append(LocalSender(config, name=f"{name}-sender").start())
-        print(
-            f"syncstream {__version__} demo: {cameras} simulated cameras, "
-            f"{size[0]}x{size[1]}@{fps:g}, {seconds:g} s"
+    cams = [
+        Camera(
+            name=f"cam{index + 1}",
+            sender=SenderConfig(input=_PATTERNS[index % len(_PATTERNS)], size=size, fps=fps),
+            port=free_udp_port(),
         )
-        consumers = [
-            threading.Thread(target=_consume, args=(s, stop), name=f"demo:{s.name}")
-            for s in streams
-        ]
-        for consumer in consumers:
-            consumer.start()
-        end = time.monotonic() + seconds
-        while not stop.wait(min(1.0, max(0.0, end - time.monotonic()))):
-            for stream in streams:
-                print(_status_line(stream.stats))
-            print(flush=True)
-            if time.monotonic() >= end:
-                break
-        stop.set()
-        for consumer in consumers:
-            consumer.join(5)
-        finals = [stream.stats for stream in streams]
+        for index in range(cameras)
+    ]
+    try:
+        with StreamGroup(cams, sync=sync) as group:
+            group.add_processor(_to_bgr, name="to-bgr")
+            print(
+                f"syncstream {__version__} demo: {cameras} simulated cameras, "
+                f"{size[0]}x{size[1]}@{fps:g}, sync={sync}, {seconds:g} s"
+            )
+            end = time.monotonic() + seconds
+            while not stop.wait(min(1.0, max(0.0, end - time.monotonic()))):
+                stats = group.stats
+                for camera in stats.cameras.values():
+                    print(_status_line(camera.stream))
+                print(_group_line(stats))
+                print(flush=True)
+                if time.monotonic() >= end:
+                    break
+            final = group.stats
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SyncStreamError as exc:
+        print(f"syncstream demo: {exc}", file=sys.stderr)
+        return 1
     finally:
-        stop.set()
-        for stream in streams:
-            stream.close()
-        for sender in senders:
-            sender.stop()
         signal.signal(signal.SIGTERM, previous)
     print("summary:")
-    for stats in finals:
-        print(_status_line(stats))
-    if any(stats.decoded == 0 for stats in finals):
+    for camera in final.cameras.values():
+        print(_status_line(camera.stream))
+    print(_group_line(final))
+    if any(camera.stream.decoded == 0 for camera in final.cameras.values()):
         print("some cameras delivered no frame", file=sys.stderr)
         return 1
     return 0
-
-
-def _consume(stream: VideoStream, stop: threading.Event) -> None:
-    """Read frames as a program would, converting each to BGR."""
-    while not stop.is_set():
-        try:
-            stream.read(timeout=0.5).image  # noqa: B018 - the conversion is the work
-        except ReadTimeout:
-            continue
-        except SyncStreamError as exc:
-            logger.error("%s: %s", stream.name, exc)
-            return
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -133,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=10.0, metavar="S")
     demo.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
     demo.add_argument("--fps", type=float, default=30.0)
+    demo.add_argument(
+        "--sync", choices=("nearest", "latest", "exact"), default="nearest", help="alignment"
+    )
     return parser
 
 
@@ -145,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.seconds <= 0:
             print("--seconds must be positive", file=sys.stderr)
             return 2
-        return run_demo(args.cameras, args.seconds, args.size, args.fps)
+        return run_demo(args.cameras, args.seconds, args.size, args.fps, args.sync)
     return 2
 
 

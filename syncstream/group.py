@@ -228,7 +228,7 @@ class StreamGroup:
                     url=camera.listen_url, name=camera.name, clock_offset=offset, **settings
                 )
                 stream = VideoStream(config)
-                stream.add_listener(self._on_frame)
+                stream.add_listener(self._on_frame, consume=True)
                 self.streams[camera.name] = stream.start()
             except (SyncStreamError, ValueError) as exc:
                 failures[camera.name] = exc

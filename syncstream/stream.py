@@ -153,16 +153,20 @@ class VideoStream:
         self._last_error: BaseException | None = None
         self._had_frames_since_open = False
         self._listeners: list[Callable[[Frame], None]] = []
+        self._consumed = False
 
-    def add_listener(self, listener: Callable[[Frame], None]) -> None:
+    def add_listener(self, listener: Callable[[Frame], None], *, consume: bool = False) -> None:
         """Call ``listener(frame)`` in the reader thread for every new frame.
 
         For owners such as :class:`~syncstream.StreamGroup` that must see every frame, not
         only the newest: the listener must return quickly (hand the frame over, never
         process it there). An exception it raises is logged; the stream carries on.
+        ``consume=True`` makes the listener the stream's reader: frames count as
+        delivered, not skipped, and :meth:`read` no longer returns them.
         """
         with self._cond:
             self._listeners.append(listener)
+            self._consumed = self._consumed or consume
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -439,6 +443,9 @@ class VideoStream:
             previous = self._latest
             if previous is not None and previous.seq > self._last_read_seq:
                 self._skipped += 1
+            if self._consumed:
+                self._last_read_seq = frame.seq
+                self._delivered += 1
             self._latest = frame
             self._history.append(frame)
             self._arrivals.append(arrival_mono)

@@ -64,9 +64,10 @@ def test_demo_runs_and_leaves_no_process() -> None:
     )
     assert result.returncode == 0, result.stderr
     summary = result.stdout.split("summary:")[1].strip().splitlines()
-    assert [line.split()[0] for line in summary] == ["cam1", "cam2"]
-    for line in summary:
+    assert [line.split()[0] for line in summary] == ["cam1", "cam2", "group"]
+    for line in summary[:2]:
         assert "latency p50" in line and "live" in line
+    assert "skew p50" in summary[2] and "sender" in summary[2]
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
     assert "testsrc=size=320x240" not in ps.stdout
 
