@@ -1,23 +1,23 @@
-"""Start cameras on SSH hosts, measure their clocks, and print what arrives from each.
+"""Start cameras on SSH hosts and read them as synchronized frame sets.
 
     python3 examples/remote_cameras.py pi@cam1.local pi@cam2.local:2222 --input /dev/video0
     python3 examples/remote_cameras.py --local        # two simulated cameras on this machine
 
-Each host runs ffmpeg through a :class:`syncstream.RemoteSender` (host keys must be known:
-see docs/senders.md), sending to our address on the route to that host. Its clock offset,
-measured over SSH, maps its capture times onto our clock, so the printed latencies of
-different hosts are comparable.
+A :class:`syncstream.StreamGroup` starts ffmpeg on every host in parallel (host keys must
+be known: see docs/senders.md), sending to our address on the route to that host, and
+measures each host's clock offset over SSH, so capture times of different hosts are on
+one clock. Every second the example prints each camera's state and the group's skew and
+set latency.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 
-from syncstream import LocalSender, RemoteSender, SenderConfig, SSHHost, VideoStream
-from syncstream.senders import Sender, free_udp_port, receiver_address
+from syncstream import Camera, GroupStartError, SenderConfig, SSHHost, StreamGroup
+from syncstream.senders import free_udp_port
 
 
 def parse_host(text: str, key: str | None, trust: bool) -> SSHHost:
@@ -49,41 +49,32 @@ def main() -> int:
     width, _, height = args.size.partition("x")
     size = (int(width), int(height))
 
-    with contextlib.ExitStack() as stack:
-        streams: list[tuple[Sender, VideoStream]] = []
-        targets = [None, None] if args.local else args.hosts
-        for index, target in enumerate(targets):
-            port = free_udp_port("0.0.0.0")
-            sender: Sender
-            if target is None:
-                pattern = ("testsrc", "smptebars")[index]
-                config = SenderConfig(
-                    input=pattern, size=size, destination=f"udp://127.0.0.1:{port}"
-                )
-                sender = stack.enter_context(LocalSender(config, name=f"cam{index}"))
-                offset = 0.0
-            else:
-                host = parse_host(target, args.key, args.trust_unknown_hosts)
-                address = receiver_address(host.hostname)
-                config = SenderConfig(
-                    input=args.input, size=size, destination=f"udp://{address}:{port}"
-                )
-                remote = stack.enter_context(RemoteSender(host, config, name=f"cam{index}"))
-                measured = remote.clock_offset()
-                print(f"{target}: clock offset {measured.offset * 1e3:+.2f} ms "
-                      f"+/- {measured.uncertainty * 1e3:.2f} ms")  # fmt: skip
-                sender, offset = remote, measured.offset
-            stream = VideoStream(f"udp://0.0.0.0:{port}", name=f"cam{index}", clock_offset=offset)
-            streams.append((sender, stack.enter_context(stream)))
+    cameras = []
+    targets = [None, None] if args.local else args.hosts
+    for index, target in enumerate(targets):
+        host = None if target is None else parse_host(target, args.key, args.trust_unknown_hosts)
+        pattern = ("testsrc", "smptebars")[index % 2] if target is None else args.input
+        config = SenderConfig(input=pattern, size=size)
+        cameras.append(Camera(name=f"cam{index}", sender=config, host=host, port=free_udp_port()))
 
-        end = time.monotonic() + args.seconds
-        while time.monotonic() < end:
-            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-            for sender, stream in streams:
-                stats = stream.stats
-                p50 = "-" if stats.latency_p50 is None else f"{stats.latency_p50 * 1e3:.0f} ms"
-                print(f"{stats.name}: {stats.state.value}, {stats.fps:.1f} fps, latency p50 "
-                      f"{p50}, sender restarts {sender.restarts}")  # fmt: skip
+    try:
+        with StreamGroup(cameras, sync="nearest") as group:
+            for name, camera in group.stats.cameras.items():
+                print(f"{name}: clock offset {camera.clock_offset * 1e3:+.2f} ms")
+            end = time.monotonic() + args.seconds
+            while time.monotonic() < end:
+                time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+                stats = group.stats
+                for cam in stats.cameras.values():
+                    state, fps = cam.stream.state.value, cam.stream.fps
+                    print(f"{cam.name}: {state}, {fps:.1f} fps, restarts {cam.sender_restarts}")
+                skew = "-" if stats.skew_p95 is None else f"{stats.skew_p95 * 1e3:.1f} ms"
+                latency = "-" if stats.latency_p50 is None else f"{stats.latency_p50 * 1e3:.0f} ms"
+                print(f"group: {stats.sets_per_second:.1f} sets/s, skew p95 {skew}, "
+                      f"latency p50 {latency}, clock {stats.clock}")  # fmt: skip
+    except GroupStartError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 
