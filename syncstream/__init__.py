@@ -39,10 +39,11 @@ from .errors import (
     UnsupportedSource,
 )
 from .frames import Frame, FrameSet
-from .group import CameraStats, GroupStats, StreamGroup
+from .group import StreamGroup
 from .processors import ProcessorStats, ProcessorWorker
 from .senders import LocalSender, RemoteSender
 from .ssh import SSHSession
+from .stats import CameraStats, GroupStats
 from .stream import StreamState, StreamStats, VideoStream
 
 __all__ = [

@@ -16,8 +16,9 @@ from . import __version__
 from .config import Camera, SenderConfig, SyncPolicy
 from .errors import SyncStreamError
 from .frames import FrameSet
-from .group import GroupStats, StreamGroup
+from .group import StreamGroup
 from .senders import free_udp_port
+from .stats import GroupStats
 from .stream import StreamStats
 
 __all__ = ["main"]

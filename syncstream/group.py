@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TypedDict, Unpack
 
@@ -30,13 +29,14 @@ from .errors import (
     SyncStreamError,
 )
 from .frames import Frame, FrameSet
-from .processors.base import ErrorPolicy, Processor, ProcessorStats, ProcessorWorker
+from .processors.base import ErrorPolicy, Processor, ProcessorWorker
 from .senders.base import Sender
 from .senders.fleet import SenderFleet
-from .stream import StreamState, StreamStats, VideoStream
-from .sync import Aligner, Match, SyncClock
+from .stats import CameraStats, GroupStats, per_second, percentile
+from .stream import StreamState, VideoStream
+from .sync import Aligner, Match
 
-__all__ = ["CameraStats", "GroupOptions", "GroupStats", "StreamGroup"]
+__all__ = ["GroupOptions", "StreamGroup"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,56 +58,6 @@ class GroupOptions(TypedDict, total=False):
     exact_tolerance: float
     first_frame_wait: float
     clock_rounds: int
-
-
-@dataclass(frozen=True)
-class CameraStats:
-    """One camera in a group: its stream's counters and what alignment did with its frames."""
-
-    name: str
-    stream: StreamStats
-    #: Frames that went into a set.
-    used: int
-    #: Frames that fitted no set (too far from the other cameras, or overtaken).
-    dropped: int
-    #: Frames waiting for a set right now.
-    waiting: int
-    #: Our clock minus the camera's (seconds), applied to its capture times.
-    clock_offset: float
-    #: Whether its sender runs; None for a camera the group did not start.
-    sender_running: bool | None
-    sender_restarts: int
-
-
-@dataclass(frozen=True)
-class GroupStats:
-    """A snapshot of a group's counters. Times in seconds."""
-
-    #: Sets emitted by alignment.
-    sets: int
-    #: Of those, sets with a camera missing.
-    partial: int
-    #: Sets returned by read().
-    delivered: int
-    #: Sets replaced by a newer one before read() took them.
-    skipped: int
-    #: Sets per second over the last two seconds.
-    sets_per_second: float
-    skew_p50: float | None
-    skew_p95: float | None
-    latency_p50: float | None
-    latency_p95: float | None
-    #: "sender": aligned by capture time; "arrival": a camera carries no capture time.
-    clock: SyncClock
-    cameras: dict[str, CameraStats]
-    processors: dict[str, ProcessorStats]
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 def _as_camera(camera: Camera | str, index: int) -> Camera:
@@ -461,21 +411,18 @@ class StreamGroup:
                     sender_running=None if sender is None else sender.is_running,
                     sender_restarts=0 if sender is None else sender.restarts,
                 )
-            now = time.monotonic()
-            recent = [t for t in self._emits if now - t <= _RATE_WINDOW]
-            rate = 0.0
-            if len(recent) >= 2 and recent[-1] > recent[0]:
-                rate = (len(recent) - 1) / (recent[-1] - recent[0])
+            skews, latencies = sorted(self._skews), sorted(self._latencies)
+            rate = per_second(self._emits, time.monotonic(), _RATE_WINDOW)
             return GroupStats(
                 sets=self._seq + 1,
                 partial=self._partial,
                 delivered=self._delivered,
                 skipped=self._skipped,
                 sets_per_second=rate,
-                skew_p50=_percentile(self._skews, 0.5),
-                skew_p95=_percentile(self._skews, 0.95),
-                latency_p50=_percentile(self._latencies, 0.5),
-                latency_p95=_percentile(self._latencies, 0.95),
+                skew_p50=percentile(skews, 0.5),
+                skew_p95=percentile(skews, 0.95),
+                latency_p50=percentile(latencies, 0.5),
+                latency_p95=percentile(latencies, 0.95),
                 clock=aligner.clock if aligner is not None else "sender",
                 cameras=cameras,
                 processors={w.name: w.stats for w in self._workers},

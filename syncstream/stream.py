@@ -26,6 +26,7 @@ from .errors import (
 )
 from .frames import Frame
 from .sources import Source, SourceFrame, create_source
+from .stats import per_second, percentile
 
 __all__ = ["StreamOptions", "StreamState", "StreamStats", "VideoStream"]
 
@@ -93,13 +94,6 @@ class StreamStats:
     #: "sender" when the last frame carried a capture time, else "arrival".
     capture_clock: str
     last_error: str | None
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 class VideoStream:
@@ -295,11 +289,7 @@ class VideoStream:
                 decode_errors += source.counters.decode_errors
                 rejected += source.counters.rejected
             latencies = sorted(self._latencies)
-            now = time.monotonic()
-            recent = [t for t in self._arrivals if now - t <= _FPS_WINDOW]
-            fps = 0.0
-            if len(recent) >= 2 and recent[-1] > recent[0]:
-                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+            fps = per_second(self._arrivals, time.monotonic(), _FPS_WINDOW)
             return StreamStats(
                 name=self.name,
                 state=self._state,
@@ -310,8 +300,8 @@ class VideoStream:
                 rejected=rejected,
                 reconnects=self._reconnects,
                 fps=fps,
-                latency_p50=_percentile(latencies, 0.5),
-                latency_p95=_percentile(latencies, 0.95),
+                latency_p50=percentile(latencies, 0.5),
+                latency_p95=percentile(latencies, 0.95),
                 capture_clock=self._capture_clock,
                 last_error=None if self._last_error is None else str(self._last_error),
             )
