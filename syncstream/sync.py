@@ -164,6 +164,7 @@ class Aligner(Generic[F]):
             self._tolerance = math.inf
         self._cameras: dict[str, _Camera[F]] = {name: _Camera() for name in self.names}
         self._deadline: float | None = None
+        self._unstamped: set[str] = set()  # cameras whose newest frame has no capture time
 
     # -- input ------------------------------------------------------------------------
 
@@ -174,6 +175,10 @@ class Aligner(Generic[F]):
             raise KeyError(f"frame of unknown camera {frame.source!r}")
         newest = camera.newest
         camera.newest = frame
+        if frame.capture_time is None:
+            self._unstamped.add(frame.source)
+        else:
+            self._unstamped.discard(frame.source)
         if newest is not None:
             step = self._key(frame) - self._key(newest)
             if step > 0:
@@ -212,10 +217,7 @@ class Aligner(Generic[F]):
     @property
     def clock(self) -> SyncClock:
         """``"sender"`` while every camera's newest frame has a capture time."""
-        for camera in self._cameras.values():
-            if camera.newest is not None and camera.newest.capture_time is None:
-                return "arrival"
-        return "sender"
+        return "arrival" if self._unstamped else "sender"
 
     def counts(self, name: str) -> CameraCounts:
         """A copy of one camera's counters."""
@@ -234,7 +236,7 @@ class Aligner(Generic[F]):
 
     def _key(self, frame: Timed) -> float:
         capture = frame.capture_time
-        if capture is not None and self.clock == "sender":
+        if capture is not None and not self._unstamped:
             return capture
         return frame.arrival_time
 
