@@ -8,6 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from .errors import ConfigError
+
 __all__ = [
     "TEST_PATTERNS",
     "Backend",
@@ -23,6 +25,7 @@ __all__ = [
     "SenderConfig",
     "StreamConfig",
     "SyncPolicy",
+    "parse_udp_destination",
 ]
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
@@ -37,6 +40,17 @@ TEST_PATTERNS = frozenset(
     {"testsrc", "testsrc2", "smptebars", "smptehdbars", "rgbtestsrc", "pal75bars", "mandelbrot"}
 )
 _UDP_DESTINATION = re.compile(r"^udp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+def parse_udp_destination(url: str, what: str = "destination") -> tuple[str, int]:
+    """Host (IPv6 without brackets) and port of ``udp://host:port``, where a sender sends.
+
+    Raises :class:`ConfigError` naming ``what`` for anything else (no user, path or query).
+    """
+    match = _UDP_DESTINATION.match(url)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError(f"{what} must be udp://host:port, got {url!r}")
+    return match.group(1).strip("[]"), int(match.group(2))
 
 
 class _Model(BaseModel):
@@ -225,11 +239,8 @@ class SenderConfig(_Model):
     @field_validator("destination")
     @classmethod
     def _check_destination(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = _UDP_DESTINATION.match(value)
-        if match is None or not 0 < int(match.group(2)) < 65536:
-            raise ValueError(f"destination must be udp://host:port, got {value!r}")
+        if value is not None:
+            parse_udp_destination(value)
         return value
 
     @field_validator("input", "ffmpeg")

@@ -33,12 +33,11 @@ import math
 import os
 import threading
 import time
-from urllib.parse import urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .config import Codec
+from .config import Codec, parse_udp_destination
 from .errors import ConfigError, SourceError, StampNotFound, StreamClosed
 from .senders import LocalSender, mpegts_udp_output_args
 
@@ -200,15 +199,7 @@ class StampSender:
         join_timeout: float = 2.0,
         pes_length: bool = True,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "udp" or parts.query:
-            raise ConfigError(f"url must be udp://host:port without a query, got {url!r}")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"url has an invalid port: {url!r}") from exc
-        if port is None:
-            raise ConfigError(f"url needs a port: {url!r}")
+        _, port = parse_udp_destination(url, "url")
         width, height = size
         if width < 2 * COLUMNS or width % 2 or height % 2 or ROWS * _band_height(width) > height:
             raise ConfigError(f"size must be even and hold the stamp band, got {size!r}")

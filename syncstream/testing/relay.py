@@ -43,9 +43,9 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import urlsplit
 
-from syncstream.errors import ConfigError, StreamClosed, SyncStreamError
+from ..config import parse_udp_destination
+from ..errors import ConfigError, StreamClosed, SyncStreamError
 
 __all__ = ["ImpairmentRelay", "RelayStats"]
 
@@ -92,16 +92,8 @@ class RelayStats:
 
 def _parse_target(target: str | tuple[str, int]) -> tuple[str, int]:
     if isinstance(target, str):
-        parts = urlsplit(target)
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"target: bad port in {target!r}") from exc
-        if parts.scheme != "udp" or not parts.hostname or port is None:
-            raise ConfigError(f"target: expected 'udp://host:port', got {target!r}")
-        host = parts.hostname
-    else:
-        host, port = target
+        return parse_udp_destination(target, "target")
+    host, port = target
     if not host or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(f"target: expected a host and a port in 1..65535, got {target!r}")
     return host, port

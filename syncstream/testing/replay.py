@@ -19,13 +19,11 @@ import errno
 import logging
 import os
 import pathlib
-import re
 import subprocess
 import time
 from typing import Self
-from urllib.parse import urlsplit
 
-from ..config import TEST_PATTERNS, Codec
+from ..config import TEST_PATTERNS, Codec, parse_udp_destination
 from ..errors import ConfigError, SenderError, StreamClosed
 from ..senders import LocalSender, mpegts_udp_output_args, testsrc_input_args
 
@@ -39,7 +37,6 @@ _RECORD_TIMEOUT_PER_SECOND = 5.0
 _STDERR_LINES = 20
 _TS_PACKET = 188
 _MAX_DATAGRAM = 65_507  # largest UDP payload over IPv4
-_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)$")
 
 
 def record_test_pattern(
@@ -123,27 +120,6 @@ def _tail(stderr: bytes | None) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-_STDERR_LINES:]
 
 
-def _parse_udp_url(url: str) -> tuple[str, int]:
-    """Host and port of ``udp://host:port``; :class:`ConfigError` for anything else."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"replay url must be udp://host:port, bad port in {url!r}") from exc
-    host = parts.netloc.rpartition(":")[0]
-    if (
-        parts.scheme != "udp"
-        or port is None
-        or not 0 < port < 65536
-        or not _HOST.match(host)
-        or parts.path
-        or parts.query
-        or parts.fragment
-    ):
-        raise ConfigError(f"replay url must be udp://host:port, got {url!r}")
-    return host, port
-
-
 def replay_argv(
     path: str | os.PathLike[str],
     url: str,
@@ -212,7 +188,7 @@ class TsReplay:
         name: str | None = None,
     ) -> None:
         """Describe the replay; ``url`` must be ``udp://host:port`` (:class:`ConfigError`)."""
-        _, port = _parse_udp_url(url)
+        _, port = parse_udp_destination(url, "replay url")
         if not _TS_PACKET <= pkt_size <= _MAX_DATAGRAM or pkt_size % _TS_PACKET:
             raise ConfigError(
                 f"pkt_size must be a multiple of {_TS_PACKET} up to {_MAX_DATAGRAM}, "
