@@ -83,8 +83,8 @@ class StreamGroup:
         """Describe the group; nothing is started before :meth:`start`.
 
         ``cameras`` are :class:`Camera` models (or plain URLs, named cam0, cam1, ...);
-        ``options`` override fields of ``config``. Raises ``ConfigError``-like
-        ``ValueError`` for duplicate names.
+        ``options`` override fields of ``config``. Raises ``ValueError`` for an empty
+        list, duplicate names or a bad option.
         """
         self.cameras = [_as_camera(camera, i) for i, camera in enumerate(cameras)]
         if not self.cameras:
