@@ -15,10 +15,12 @@ __all__ = [
     "FrameDecodeError",
     "GroupStartError",
     "HostKeyError",
+    "MissingDependency",
     "NoFrameYet",
     "PreflightFailed",
     "ProcessorError",
     "ReadTimeout",
+    "RecordingError",
     "SSHError",
     "SenderError",
     "SourceError",
@@ -29,6 +31,7 @@ __all__ = [
     "StreamFailed",
     "SyncStreamError",
     "UnsupportedSource",
+    "WebViewError",
 ]
 
 
@@ -136,3 +139,18 @@ class ProcessorError(SyncStreamError, RuntimeError):
     def __init__(self, message: str, *, processor: str):
         self.processor = processor
         super().__init__(message)
+
+
+class MissingDependency(SyncStreamError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the extra."""
+
+
+class RecordingError(SyncStreamError, OSError):
+    """A recording cannot be written or read: a full disk, a closed writer, a bad index.
+
+    The recorder reports it and stops recording; the group and its cameras go on.
+    """
+
+
+class WebViewError(SyncStreamError, OSError):
+    """The web view cannot serve: its address is taken or cannot be bound."""

@@ -29,7 +29,7 @@ from .errors import (
     SyncStreamError,
 )
 from .frames import Frame, FrameSet
-from .processors.base import ErrorPolicy, Processor, ProcessorWorker
+from .processors.base import ErrorPolicy, Processor, ProcessorWorker, SupportsAttach
 from .senders.base import Sender
 from .senders.fleet import SenderFleet
 from .stats import CameraStats, GroupStats, per_second, percentile
@@ -226,8 +226,15 @@ class StreamGroup:
         waiting one (counted as skipped), so it never slows the group or the others.
         ``on_error="stop"`` makes an exception fatal: :meth:`read` and :meth:`wait` raise
         :class:`ProcessorError`. A processor with a ``close()`` method is closed with the
-        group. Returns the worker (its ``stats``).
+        group. A processor with an ``attach(group)`` method
+        (:class:`~syncstream.processors.SupportsAttach`) is attached first. Returns the
+        worker (its ``stats``).
         """
+        with self._cond:
+            if self._closed:
+                raise StreamClosed("stream group is closed")
+        if isinstance(processor, SupportsAttach):
+            processor.attach(self)
         worker = ProcessorWorker(processor, name=name, on_error=on_error, on_fatal=self._fatal)
         with self._cond:
             if self._closed:

@@ -13,12 +13,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from ..errors import ProcessorError, StreamClosed
 from ..frames import FrameSet
 
-__all__ = ["ErrorPolicy", "Processor", "ProcessorStats", "ProcessorWorker", "SupportsClose"]
+if TYPE_CHECKING:
+    from ..group import StreamGroup
+
+__all__ = [
+    "ErrorPolicy",
+    "Processor",
+    "ProcessorStats",
+    "ProcessorWorker",
+    "SupportsAttach",
+    "SupportsClose",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +48,16 @@ class SupportsClose(Protocol):
     """A processor with resources (a file, a server) to release when its worker stops."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsAttach(Protocol):
+    """A processor that needs its group: the recorder taps the cameras' packets, the web
+    view serves the group's stats. :meth:`StreamGroup.add_processor` calls ``attach``
+    once, before the processor sees its first set; an exception it raises is raised by
+    ``add_processor``."""
+
+    def attach(self, group: StreamGroup) -> None: ...
 
 
 @dataclass(frozen=True)
