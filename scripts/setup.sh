@@ -14,8 +14,9 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ "$with_tests" = 1 ]; then
     # a real RTSP server for the rtsp:// tests (GStreamer's, driven by Debian's python3)
     # a real OpenSSH server (and ssh-keygen, ssh-agent) for the remote-sender tests
+    # a real browser (headless) and its driver for the web view tests
     for pkg in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly openssl \
-        openssh-server; do
+        openssh-server chromium chromium-driver; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
             || missing+=("$pkg")
     done
