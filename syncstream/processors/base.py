@@ -80,8 +80,12 @@ class ProcessorStats:
 
 
 def _describe(processor: Processor) -> str:
-    name = getattr(processor, "__name__", None) or type(processor).__name__
-    return str(name)
+    """The processor's ``name`` attribute (a wall's "wall"), else its function or class name."""
+    for attribute in ("name", "__name__"):
+        name = getattr(processor, attribute, None)
+        if isinstance(name, str) and name:
+            return name
+    return type(processor).__name__
 
 
 class ProcessorWorker:

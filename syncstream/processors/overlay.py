@@ -53,15 +53,19 @@ def put_label(
     anchor: str = "top-left",
 ) -> BGRImage:
     """Draw ``text`` with its box's corner ``anchor`` (top-left, top-right, bottom-left,
-    bottom-right) at ``org`` (measured from that corner of the image)."""
+    bottom-right) at ``org`` (measured from that corner of the image); ``"center"``
+    centres the box, offset by ``org``."""
     scale = _text_scale(image) if scale is None else scale
     thickness = max(1, round(scale * 1.6))
     (width, height), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(2, round(height * 0.3))
     box_w, box_h = width + 2 * pad, height + baseline + 2 * pad
     img_h, img_w = image.shape[:2]
-    x = org[0] if anchor.endswith("left") else img_w - org[0] - box_w
-    y = org[1] if anchor.startswith("top") else img_h - org[1] - box_h
+    if anchor == "center":
+        x, y = (img_w - box_w) // 2 + org[0], (img_h - box_h) // 2 + org[1]
+    else:
+        x = org[0] if anchor.endswith("left") else img_w - org[0] - box_w
+        y = org[1] if anchor.startswith("top") else img_h - org[1] - box_h
     if background is not None:
         cv2.rectangle(image, (x, y), (x + box_w, y + box_h), background, thickness=-1)
     cv2.putText(
