@@ -11,6 +11,11 @@ stream; :class:`SSHSession` also measures that host's clock offset.
 The group: :class:`StreamGroup` starts the senders of its :class:`Camera` list, reads every
 camera and aligns their frames by capture time into :class:`FrameSet` objects, which it
 hands to :meth:`StreamGroup.read` and to processors, each on its own worker.
+
+The processors (:mod:`syncstream.processors`): :class:`Wall` and :class:`SideBySide`
+compose the cameras, :class:`SpeakerDetector` finds who is talking, :class:`Recorder`
+writes the cameras and an index that :class:`Recording` replays, and :class:`WebView`
+serves pictures and stats to browsers.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from .errors import (
     FrameDecodeError,
     GroupStartError,
     HostKeyError,
+    MissingDependency,
     NoFrameYet,
     PreflightFailed,
     ProcessorError,
     ReadTimeout,
+    RecordingError,
     SenderError,
     SourceError,
     SourceStalled,
@@ -37,10 +44,20 @@ from .errors import (
     StreamFailed,
     SyncStreamError,
     UnsupportedSource,
+    WebViewError,
 )
 from .frames import Frame, FrameSet
 from .group import StreamGroup
-from .processors import ProcessorStats, ProcessorWorker
+from .processors import (
+    ImageOutput,
+    ProcessorStats,
+    ProcessorWorker,
+    SideBySide,
+    SpeakerDetector,
+    SpeakerResult,
+    Wall,
+    WebView,
+)
 from .senders import LocalSender, RemoteSender
 from .ssh import SSHSession
 from .stats import CameraStats, GroupStats
@@ -59,13 +76,16 @@ __all__ = [
     "GroupStartError",
     "GroupStats",
     "HostKeyError",
+    "ImageOutput",
     "LocalSender",
+    "MissingDependency",
     "NoFrameYet",
     "PreflightFailed",
     "ProcessorError",
     "ProcessorStats",
     "ProcessorWorker",
     "ReadTimeout",
+    "RecordingError",
     "RemoteSender",
     "RestartPolicy",
     "SSHError",
@@ -73,8 +93,11 @@ __all__ = [
     "SSHSession",
     "SenderConfig",
     "SenderError",
+    "SideBySide",
     "SourceError",
     "SourceStalled",
+    "SpeakerDetector",
+    "SpeakerResult",
     "StampNotFound",
     "StreamClosed",
     "StreamConfig",
@@ -86,6 +109,9 @@ __all__ = [
     "SyncStreamError",
     "UnsupportedSource",
     "VideoStream",
+    "Wall",
+    "WebView",
+    "WebViewError",
     "__version__",
 ]
 

@@ -1,11 +1,14 @@
 """Processing of frame sets: each processor runs on its own worker with a slot of one.
 
-- :mod:`syncstream.processors.base`: the :class:`Processor` protocol and
-  :class:`ProcessorWorker`, which runs any callable taking a
-  :class:`~syncstream.FrameSet`.
-- :mod:`syncstream.processors.output`: :class:`ImageOutput`, the newest picture a
+- :mod:`~syncstream.processors.base`: the :class:`Processor` protocol and
+  :class:`ProcessorWorker`, which runs any callable taking a :class:`~syncstream.FrameSet`.
+- :mod:`~syncstream.processors.output`: :class:`ImageOutput`, the newest picture a
   processor drew, for viewers, writers and the web view.
-- :mod:`syncstream.processors.overlay`: text, clock, latency and face-box drawing.
+- :mod:`~syncstream.processors.overlay`: text, clock, latency and face-box drawing.
+- :mod:`~syncstream.processors.wall`: :class:`Wall` and :class:`SideBySide` composition.
+- :mod:`~syncstream.processors.speaker` and :mod:`~syncstream.processors.faces`:
+  :class:`SpeakerDetector`, who is talking, and its face and mouth backends.
+- :mod:`~syncstream.processors.web`: :class:`WebView`, MJPEG, a page and stats over HTTP.
 """
 
 from .base import (
@@ -16,16 +19,50 @@ from .base import (
     SupportsAttach,
     SupportsClose,
 )
+from .faces import (
+    DlibLandmarks,
+    FaceDetector,
+    HaarFaceDetector,
+    LandmarkPredictor,
+    LandmarkScorer,
+    MouthMotionScorer,
+    MouthScorer,
+    mouth_aspect_ratio,
+)
 from .output import HasOutput, ImageOutput, OutputImage
+from .speaker import SpeakerDetector, SpeakerResult, SpeakerSelector, annotate_speaker, crop_face
+from .wall import SideBySide, Wall, grid_shape, letterbox
+from .web import WebClientStats, WebOutputStats, WebView, WebViewStats
 
 __all__ = [
+    "DlibLandmarks",
     "ErrorPolicy",
+    "FaceDetector",
+    "HaarFaceDetector",
     "HasOutput",
     "ImageOutput",
+    "LandmarkPredictor",
+    "LandmarkScorer",
+    "MouthMotionScorer",
+    "MouthScorer",
     "OutputImage",
     "Processor",
     "ProcessorStats",
     "ProcessorWorker",
+    "SideBySide",
+    "SpeakerDetector",
+    "SpeakerResult",
+    "SpeakerSelector",
     "SupportsAttach",
     "SupportsClose",
+    "Wall",
+    "WebClientStats",
+    "WebOutputStats",
+    "WebView",
+    "WebViewStats",
+    "annotate_speaker",
+    "crop_face",
+    "grid_shape",
+    "letterbox",
+    "mouth_aspect_ratio",
 ]

@@ -1,0 +1,12 @@
+"""The web view: an HTTP server for processors' pictures (MJPEG) and the group's stats.
+
+- :mod:`~syncstream.processors.web.view`: :class:`WebView`, the server and its routes.
+- :mod:`~syncstream.processors.web.feed`: one JPEG encoder per output, the MJPEG writer.
+- :mod:`~syncstream.processors.web.http`: request parsing with size caps, response heads.
+- :mod:`~syncstream.processors.web.page`: the HTML page.
+"""
+
+from .feed import WebOutputStats
+from .view import Showable, WebClientStats, WebView, WebViewStats
+
+__all__ = ["Showable", "WebClientStats", "WebOutputStats", "WebView", "WebViewStats"]
