@@ -52,12 +52,14 @@ from .processors import (
     ImageOutput,
     ProcessorStats,
     ProcessorWorker,
+    Recorder,
     SideBySide,
     SpeakerDetector,
     SpeakerResult,
     Wall,
     WebView,
 )
+from .recording import Recording
 from .senders import LocalSender, RemoteSender
 from .ssh import SSHSession
 from .stats import CameraStats, GroupStats
@@ -85,6 +87,8 @@ __all__ = [
     "ProcessorStats",
     "ProcessorWorker",
     "ReadTimeout",
+    "Recorder",
+    "Recording",
     "RecordingError",
     "RemoteSender",
     "RestartPolicy",

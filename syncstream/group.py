@@ -14,7 +14,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TypedDict, Unpack
 
@@ -32,6 +33,7 @@ from .frames import Frame, FrameSet
 from .processors.base import ErrorPolicy, Processor, ProcessorWorker, SupportsAttach
 from .senders.base import Sender
 from .senders.fleet import SenderFleet
+from .sources.base import EncodedPacket
 from .stats import CameraStats, GroupStats, per_second, percentile
 from .stream import StreamState, VideoStream
 from .sync import Aligner, Match
@@ -117,6 +119,7 @@ class StreamGroup:
         self._skews: deque[float] = deque(maxlen=_WINDOW)
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._emits: deque[float] = deque(maxlen=512)
+        self._packet_listeners: list[Callable[[str, EncodedPacket], None]] = []
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -179,7 +182,11 @@ class StreamGroup:
                 )
                 stream = VideoStream(config)
                 stream.add_listener(self._on_frame, consume=True)
-                self.streams[camera.name] = stream.start()
+                with self._cond:  # each packet listener lands on each stream exactly once
+                    for packet_listener in self._packet_listeners:
+                        stream.add_packet_listener(partial(packet_listener, camera.name))
+                    self.streams[camera.name] = stream
+                stream.start()
             except (SyncStreamError, ValueError) as exc:
                 failures[camera.name] = exc
         if failures:
@@ -249,6 +256,18 @@ class StreamGroup:
         if running:
             worker.start()
         return worker
+
+    def add_packet_listener(self, listener: Callable[[str, EncodedPacket], None]) -> None:
+        """Call ``listener(camera_name, packet)`` for every encoded packet of every camera.
+
+        See :meth:`VideoStream.add_packet_listener`: called in the camera's reader thread,
+        it must return quickly; cameras whose source has no encoded packets never call it.
+        Works before and after :meth:`start`.
+        """
+        with self._cond:
+            self._packet_listeners.append(listener)
+            for name, stream in self.streams.items():
+                stream.add_packet_listener(partial(listener, name))
 
     def _fatal(self, error: ProcessorError) -> None:
         logger.error("%s; the group stops", error)

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .frames import Frame
 from .sources import Source, SourceFrame, create_source
+from .sources.base import EncodedPacket, PacketListener, PacketSource
 from .stats import per_second, percentile
 
 __all__ = ["StreamOptions", "StreamState", "StreamStats", "VideoStream"]
@@ -94,6 +95,8 @@ class StreamStats:
     #: "sender" when the last frame carried a capture time, else "arrival".
     capture_clock: str
     last_error: str | None
+    #: Exceptions raised by frame and packet listeners (logged; the stream went on).
+    listener_errors: int = 0
 
 
 class VideoStream:
@@ -148,6 +151,9 @@ class VideoStream:
         self._had_frames_since_open = False
         self._listeners: list[Callable[[Frame], None]] = []
         self._consumed = False
+        # replaced, never mutated: the reader thread iterates it without the lock
+        self._packet_listeners: tuple[PacketListener, ...] = ()
+        self._listener_errors = 0
 
     def add_listener(self, listener: Callable[[Frame], None], *, consume: bool = False) -> None:
         """Call ``listener(frame)`` in the reader thread for every new frame.
@@ -161,6 +167,22 @@ class VideoStream:
         with self._cond:
             self._listeners.append(listener)
             self._consumed = self._consumed or consume
+
+    def add_packet_listener(self, listener: PacketListener) -> None:
+        """Call ``listener(packet)`` in the reader thread for every encoded video packet.
+
+        Each :class:`~syncstream.sources.base.EncodedPacket` comes before the frame
+        decoded from it, so a recorder can store the stream as it was sent. Only sources
+        that demux encoded packets (the PyAV backend: udp://, rtsp://, files) call it;
+        MJPEG over HTTP, framed JPEG over TCP and OpenCV never do. Like a frame listener it
+        must return quickly; an exception it raises is logged and counted
+        (``stats.listener_errors``), and the stream carries on.
+        """
+        with self._cond:
+            self._packet_listeners = (*self._packet_listeners, listener)
+            source = self._source
+            if isinstance(source, PacketSource):
+                source.on_packet = self._emit_packet
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -304,6 +326,7 @@ class VideoStream:
                 latency_p95=percentile(latencies, 0.95),
                 capture_clock=self._capture_clock,
                 last_error=None if self._last_error is None else str(self._last_error),
+                listener_errors=self._listener_errors,
             )
 
     # -- reader thread ----------------------------------------------------------------
@@ -328,6 +351,8 @@ class VideoStream:
                 if self._stop.is_set():
                     return
                 self._source = source
+                if self._packet_listeners and isinstance(source, PacketSource):
+                    source.on_packet = self._emit_packet
             self._had_frames_since_open = False
             try:
                 source.open()
@@ -453,7 +478,17 @@ class VideoStream:
             try:
                 listener(frame)
             except Exception:
+                self._listener_errors += 1  # only the reader thread writes it
                 logger.exception("%s: frame listener %r failed", self.name, listener)
+
+    def _emit_packet(self, packet: EncodedPacket) -> None:
+        """The source's ``on_packet``: hand ``packet`` to every packet listener."""
+        for listener in self._packet_listeners:
+            try:
+                listener(packet)
+            except Exception:
+                self._listener_errors += 1
+                logger.exception("%s: packet listener %r failed", self.name, listener)
 
     def _capture_time(self, source_frame: SourceFrame, arrival_time: float) -> float | None:
         config = self.config

@@ -8,6 +8,8 @@
 - :mod:`~syncstream.processors.wall`: :class:`Wall` and :class:`SideBySide` composition.
 - :mod:`~syncstream.processors.speaker` and :mod:`~syncstream.processors.faces`:
   :class:`SpeakerDetector`, who is talking, and its face and mouth backends.
+- :mod:`~syncstream.processors.recorder`: :class:`Recorder`, each camera to segmented
+  files and an index of the sets (:class:`~syncstream.Recording` replays them).
 - :mod:`~syncstream.processors.web`: :class:`WebView`, MJPEG, a page and stats over HTTP.
 """
 
@@ -30,11 +32,13 @@ from .faces import (
     mouth_aspect_ratio,
 )
 from .output import HasOutput, ImageOutput, OutputImage
+from .recorder import CameraRecordingStats, Recorder, RecorderStats
 from .speaker import SpeakerDetector, SpeakerResult, SpeakerSelector, annotate_speaker, crop_face
 from .wall import SideBySide, Wall, grid_shape, letterbox
 from .web import WebClientStats, WebOutputStats, WebView, WebViewStats
 
 __all__ = [
+    "CameraRecordingStats",
     "DlibLandmarks",
     "ErrorPolicy",
     "FaceDetector",
@@ -49,6 +53,8 @@ __all__ = [
     "Processor",
     "ProcessorStats",
     "ProcessorWorker",
+    "Recorder",
+    "RecorderStats",
     "SideBySide",
     "SpeakerDetector",
     "SpeakerResult",

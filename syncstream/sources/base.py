@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from fractions import Fraction
+from typing import Protocol, runtime_checkable
 
 from ..frames import BGRImage
 
@@ -12,6 +13,10 @@ __all__ = [
     "LOW_DELAY_OPTIONS",
     "OPEN_TIMEOUT_CAP",
     "READ_TIMEOUT_CAP",
+    "EncodedPacket",
+    "PacketFormat",
+    "PacketListener",
+    "PacketSource",
     "Source",
     "SourceCounters",
     "SourceFrame",
@@ -51,6 +56,73 @@ class SourceFrame:
     pts_period: float | None = None
     #: A sender wall-clock stamp carried outside the PTS (an MJPEG ``X-Timestamp`` header).
     sender_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PacketFormat:
+    """What a stream's encoded packets hold: enough to mux them into a file unchanged.
+
+    One value per opened source; packets of the same open share it, so a new value (after
+    a reconnect) tells a consumer that the parameters may have changed.
+    """
+
+    #: FFmpeg's codec name: ``"h264"``, ``"hevc"``, ``"mpeg2video"``, ...
+    codec: str
+    #: Picture size as the demuxer's probe found it (0 when not yet known).
+    width: int
+    height: int
+    #: Unit of the packets' ``pts`` and ``dts`` (MPEG-TS and RTSP: 1/90000 s).
+    time_base: Fraction
+    #: The codec's setup (H.264: SPS and PPS), in Annex B or in avcC/hvcC form; may be empty.
+    extradata: bytes = b""
+    #: The demuxer that read the packets: ``"mpegts"``, ``"rtsp"``, ``"mov,mp4,m4a,..."``.
+    container: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPacket:
+    """One compressed video packet as the demuxer delivered it, before decoding.
+
+    ``data`` is a copy of the packet's bytes, so the value may be handed to another thread
+    while the demuxer reuses its buffers.
+    """
+
+    data: bytes
+    #: Presentation and decoding timestamps in :attr:`time_base` units, when known.
+    pts: int | None
+    dts: int | None
+    #: The packet starts a picture that decodes on its own (an IDR picture for H.264).
+    is_keyframe: bool
+    format: PacketFormat
+    #: The demuxer saw missing or damaged input in this packet (decoded all the same).
+    is_corrupt: bool = False
+
+    @property
+    def time_base(self) -> Fraction:
+        """Unit of :attr:`pts` and :attr:`dts` in seconds."""
+        return self.format.time_base
+
+    @property
+    def pts_time(self) -> float | None:
+        """The presentation timestamp in seconds: a decoded frame's ``pts_time``."""
+        return None if self.pts is None else float(self.pts * self.format.time_base)
+
+
+#: Called with every encoded packet a source demuxes, in the reader thread.
+PacketListener = Callable[[EncodedPacket], None]
+
+
+@runtime_checkable
+class PacketSource(Protocol):
+    """A source that can hand over the encoded packets it demuxes (the PyAV backend).
+
+    :class:`~syncstream.VideoStream` sets :attr:`on_packet` when somebody listens; the
+    source calls it for every video packet before decoding it. The callback must return
+    quickly and never raise. Sources that only see decoded pictures (MJPEG over HTTP,
+    framed JPEG over TCP, OpenCV) do not implement this.
+    """
+
+    on_packet: PacketListener | None
 
 
 @dataclass(slots=True)

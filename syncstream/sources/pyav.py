@@ -29,6 +29,9 @@ from .base import (
     LOW_DELAY_OPTIONS,
     OPEN_TIMEOUT_CAP,
     READ_TIMEOUT_CAP,
+    EncodedPacket,
+    PacketFormat,
+    PacketListener,
     SourceCounters,
     SourceFrame,
 )
@@ -48,7 +51,12 @@ def _to_bgr(frame: VideoFrame) -> BGRImage:
 
 
 class PyAVSource:
-    """Reads one video stream through PyAV; see :class:`~syncstream.sources.base.Source`."""
+    """Reads one video stream through PyAV; see :class:`~syncstream.sources.base.Source`.
+
+    It is a :class:`~syncstream.sources.base.PacketSource`: with :attr:`on_packet` set,
+    every video packet is handed over (as a copy) before it is decoded, so a recorder can
+    store the stream without encoding it again.
+    """
 
     def __init__(self, config: StreamConfig, location: str) -> None:
         self.config = config
@@ -68,6 +76,9 @@ class PyAVSource:
         self._pts_period: float | None = None
         self._last_frame_mono = 0.0
         self._interrupted = False
+        self._packet_format: PacketFormat | None = None
+        #: Called with every demuxed video packet (see PacketSource); set by the stream.
+        self.on_packet: PacketListener | None = None
 
     def open(self) -> None:
         """Open the container and its first video stream."""
@@ -103,6 +114,16 @@ class PyAVSource:
         stream.codec_context.thread_count = self.config.decoder_threads
         if container.format.name == "mpegts":
             self._pts_period = MPEGTS_PTS_PERIOD
+        if stream.time_base is not None:
+            context = stream.codec_context
+            self._packet_format = PacketFormat(
+                codec=context.name,
+                width=context.width,
+                height=context.height,
+                time_base=stream.time_base,
+                extradata=bytes(context.extradata or b""),
+                container=container.format.name,
+            )
         self._packets = container.demux(stream)
         self._last_frame_mono = time.monotonic()
         logger.info(
@@ -150,9 +171,26 @@ class PyAVSource:
                 raise SourceStalled(f"{self.name}: no data: {exc}") from exc
             except av.FFmpegError as exc:
                 raise SourceError(f"{self.name}: read failed: {exc}") from exc
+            self._tap(packet)
             self._decode(packet)
         self._last_frame_mono = time.monotonic()
         return self._pending.popleft()
+
+    def _tap(self, packet: av.Packet[Any]) -> None:
+        """Hand a copy of ``packet`` to :attr:`on_packet` (the demuxer reuses its buffer)."""
+        listener, packet_format = self.on_packet, self._packet_format
+        if listener is None or packet_format is None or packet.size == 0:
+            return  # no listener, or the empty packet that flushes the decoder at the end
+        listener(
+            EncodedPacket(
+                data=bytes(packet),
+                pts=packet.pts,
+                dts=packet.dts,
+                is_keyframe=packet.is_keyframe,
+                format=packet_format,
+                is_corrupt=packet.is_corrupt,
+            )
+        )
 
     def _decode(self, packet: av.Packet[Any]) -> None:
         if packet.is_corrupt:
@@ -193,6 +231,7 @@ class PyAVSource:
         """Close the container and the socket; idempotent."""
         container, self._container = self._container, None
         self._packets = None
+        self._packet_format = None
         self._pending.clear()
         if container is not None:
             try:
