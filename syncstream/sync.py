@@ -35,6 +35,7 @@ only complete sets are emitted.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -295,12 +296,64 @@ class Aligner(Generic[F]):
                 for name, best in pending.items():
                     if best is not None and abs(self._key(best) - target) <= self._tolerance:
                         chosen[name] = best
+            self._narrow(chosen, pivot_name, target)
             keys = [self._key(f) for f in chosen.values()]
             if max(keys) - min(keys) > self._tolerance:
                 earliest = min(chosen, key=lambda n: self._key(chosen[n]))
                 self._drop(earliest, chosen[earliest])
                 continue
             return self._emit(chosen)
+
+    def _narrow(self, chosen: dict[str, F], pivot_name: str, target: float) -> None:
+        """Re-choose, among each camera's frames just before and just after the pivot, the
+        combination of least skew, preferring the earlier frames when skews differ by less
+        than a sixth of a frame interval.
+
+        Choosing each camera's nearest frame on its own can straddle the pivot (one camera
+        a frame early, another a frame late) when the cameras' phases are spread over the
+        frame interval; the set is then wider than needed and the skipped early frames
+        leave the next set short, so whole sets are lost (a fifth of them with four
+        cameras spread evenly). The earlier frames win near-ties for the same reason.
+        """
+        options: list[tuple[float, str, F, F]] = []  # (pivot - before, camera, before, after)
+        intervals = []
+        for name in chosen:
+            if name == pivot_name:
+                continue
+            camera = self._cameras[name]
+            before = after = None
+            for frame in camera.queue:  # in key order: keys going backwards reset a camera
+                if self._key(frame) <= target:
+                    before = frame
+                else:
+                    after = frame
+                    break
+            if before is not None and after is not None:
+                options.append((target - self._key(before), name, before, after))
+            if camera.min_interval is not None:
+                intervals.append(camera.min_interval)
+        if not options:
+            return
+        options.sort(key=lambda o: o[0], reverse=True)
+        flexible = {o[1] for o in options}
+        fixed = [self._key(f) for n, f in chosen.items() if n not in flexible]
+        margin = (min(intervals) if intervals else 1 / 30) / 6
+        # k cameras (those furthest before the pivot) take their frame after it: the
+        # set's bounds come from the fixed keys, a prefix of "after" and a suffix of "before"
+        afters = [self._key(o[3]) for o in options]
+        befores = [self._key(o[2]) for o in options]
+        low_before = [*reversed([*itertools.accumulate(reversed(befores), min)]), math.inf]
+        high_before = [*reversed([*itertools.accumulate(reversed(befores), max)]), -math.inf]
+        low, high = min(fixed), max(fixed)
+        best_k, best_span = 0, math.inf
+        for k in range(len(options) + 1):
+            if k:
+                low, high = min(low, afters[k - 1]), max(high, afters[k - 1])
+            span = max(high, high_before[k]) - min(low, low_before[k])
+            if span < best_span - margin:
+                best_k, best_span = k, span
+        for i, (_, name, before, after) in enumerate(options):
+            chosen[name] = after if i < best_k else before
 
     def _step_latest(self, present: list[str], now_mono: float) -> Match[F] | None:
         ready = {n: self._cameras[n].queue[-1] for n in present if self._cameras[n].queue}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,29 @@ def test_each_frame_is_used_once_and_sets_come_in_time_order() -> None:
         used = [m.frames[name].seq for m in matches]
         assert used == sorted(set(used))
         assert aligner.counts(name).used == 90 and aligner.counts(name).dropped == 0
+
+
+@pytest.mark.parametrize(
+    "phases",
+    [(0.0, 0.5), (0.0, 0.25, 0.5, 0.75), (0.33, 0.43, 0.85, 0.42), (0.82, 0.19, 0.14, 0.57)],
+)
+def test_phases_spread_over_the_frame_interval_lose_no_sets(phases: tuple[float, ...]) -> None:
+    # Each camera's nearest frame on its own can straddle the pivot (one a frame early,
+    # another a frame late); the set must instead be the narrowest around the pivot.
+    names = [f"c{i}" for i in range(len(phases))]
+    aligner: Aligner[Shot] = Aligner(names, policy="nearest", max_skew=0.05)
+    jitter = (0.0, 0.003, 0.001, 0.004)
+    pairs = zip(names, phases, strict=True)
+    cams = [camera(n, 120, phase=p * PERIOD, jitter=jitter) for n, p in pairs]
+    matches = run(aligner, *cams)
+    assert len(matches) >= 119
+    assert sum(aligner.counts(n).dropped for n in names) <= len(names)
+    # at most a sixth of a frame wider than the narrowest possible set (the shortest arc of
+    # the frame interval holding every phase): earlier frames win near-ties
+    ordered = sorted(p % 1 for p in phases)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)] + [ordered[0] + 1 - ordered[-1]]
+    narrowest = (1 - max(gaps)) * PERIOD
+    assert all(m.skew <= narrowest + PERIOD / 6 for m in matches[1:])
 
 
 def test_clock_offsets_put_hosts_on_one_clock() -> None:
