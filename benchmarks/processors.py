@@ -145,8 +145,9 @@ def bench_speaker(rounds: int) -> None:
     print(f"{s:>8.2f} {o:>8.2f} {o / s:>9.2f}")
 
 
-def run_group(seconds: float, loaded: bool) -> tuple[float, float]:
-    """Sets per second and latency p50 (ms) of four local cameras, bare or loaded."""
+def run_group(seconds: float, loaded: bool) -> tuple[float, float, dict[str, float]]:
+    """Sets per second, latency p50 (ms) of four local cameras, bare or loaded, and the
+    share of sets each processor took (1.0: every set)."""
     from syncstream.processors.recorder import Recorder
     from syncstream.processors.speaker import SpeakerDetector
     from syncstream.processors.web import WebView
@@ -176,7 +177,10 @@ def run_group(seconds: float, loaded: bool) -> tuple[float, float]:
         if client is not None:
             client.join(5.0)
     latency = stats.latency_p50 * 1000 if stats.latency_p50 is not None else float("nan")
-    return rate, latency
+    taken = {
+        name: p.processed / max(1, p.processed + p.skipped) for name, p in stats.processors.items()
+    }
+    return rate, latency, taken
 
 
 def _watch(url: str, stop: threading.Event) -> None:
@@ -189,16 +193,20 @@ def _watch(url: str, stop: threading.Event) -> None:
 def bench_group(rounds: int, seconds: float) -> None:
     """Part 3: a bare group against one running every processor."""
     print(f"group of 4 cameras: sets/s and latency p50 over {seconds:.0f} s")
-    print(f"{'':>10} {'sets/s':>7} {'lat ms':>7}")
+    print(f"{'':>10} {'sets/s':>7} {'lat ms':>7}  share of sets each processor took")
     for loaded in (False, True):
         rates, latencies = [], []
+        shares: dict[str, list[float]] = {}
         for _ in range(rounds):
-            rate, latency = run_group(seconds, loaded)
+            rate, latency, taken = run_group(seconds, loaded)
             rates.append(rate)
             latencies.append(latency)
+            for name, share in taken.items():
+                shares.setdefault(name, []).append(share)
         label = "loaded" if loaded else "bare"
         rate, lat = statistics.median(rates), statistics.median(latencies)
-        print(f"{label:>10} {rate:>7.1f} {lat:>7.1f}")
+        took = "  ".join(f"{n} {statistics.median(v):.2f}" for n, v in shares.items())
+        print(f"{label:>10} {rate:>7.1f} {lat:>7.1f}  {took}")
 
 
 def main() -> int:
