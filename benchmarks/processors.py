@@ -8,7 +8,11 @@
    on a reduced picture plus mouth motion) on scikit-image's astronaut photo at 640x480,
    against the seed's face step in the same run (Haar ``detectMultiScale`` on the
    full-size grey picture).
-3. **Group**: four local cameras (320x240, 30 fps) for ``--seconds``, once bare and once
+3. **Web view**: process CPU (share of one core) while a 1280x720 picture is published 30
+   times a second to 1, 4 and 16 MJPEG clients, for :class:`WebView` (one JPEG per
+   picture, shared) and for the seed's server in the same run (each client's handler
+   encodes each picture itself).
+4. **Group**: four local cameras (320x240, 30 fps) for ``--seconds``, once bare and once
    with a wall, a speaker detector, a recorder and a web view with a client attached;
    sets per second and set latency p50 of both runs. A processor that slowed the group
    would show here.
@@ -20,6 +24,8 @@ Prints medians over rounds.
 from __future__ import annotations
 
 import argparse
+import http.server
+import socket
 import statistics
 import sys
 import tempfile
@@ -32,9 +38,11 @@ from functools import partial
 import cv2
 import numpy as np
 
-from syncstream import Camera, SenderConfig, StreamGroup
+from syncstream import Camera, SenderConfig, StreamGroup, SyncStreamError
 from syncstream.frames import BGRImage, Frame, FrameSet
+from syncstream.processors.output import ImageOutput
 from syncstream.processors.wall import Wall
+from syncstream.processors.web import WebView
 from syncstream.senders import free_udp_port
 
 TILE = (480, 270)
@@ -145,12 +153,102 @@ def bench_speaker(rounds: int) -> None:
     print(f"{s:>8.2f} {o:>8.2f} {o / s:>9.2f}")
 
 
+def _drain(address: tuple[str, int], stop: threading.Event) -> None:
+    """An MJPEG client that reads and discards everything until ``stop``."""
+    with socket.create_connection(address, timeout=10.0) as sock:
+        sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        while not stop.is_set() and sock.recv(1 << 18):
+            pass
+
+
+class _SeedHandler(http.server.BaseHTTPRequestHandler):
+    """The seed's MJPEG handler: encodes the newest picture for its own client, each time."""
+
+    output: ImageOutput
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace;boundary=frame")
+        self.end_headers()
+        seq = -1
+        try:
+            while True:
+                item = self.output.wait_newer(seq, timeout=5.0)
+                seq = item.seq
+                _ok, jpeg = cv2.imencode(".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+                self.wfile.write(head.encode() + b"\r\n\r\n" + jpeg.tobytes() + b"\r\n")
+        except (OSError, SyncStreamError):
+            return
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def web_cpu(clients: int, seed: bool, seconds: float = 4.0) -> float:
+    """Share of one core the process used while publishing 30 pictures/s to ``clients``."""
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    base = np.asarray(cv2.GaussianBlur(noise, (9, 9), 0), dtype=np.uint8)
+    pictures: list[BGRImage] = [np.roll(base, 8 * i, axis=1).copy() for i in range(30)]
+    output = ImageOutput("wall")
+    output.publish(pictures[0])
+    stop = threading.Event()
+    server: http.server.ThreadingHTTPServer | None = None
+    view: WebView | None = None
+    if seed:
+        handler = type("Handler", (_SeedHandler,), {"output": output})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        address = server.server_address[:2]
+    else:
+        view = WebView(output).start()
+        address = view.address
+    readers = [
+        threading.Thread(target=_drain, args=((str(address[0]), int(address[1])), stop))
+        for _ in range(clients)
+    ]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.5)
+    cpu, begin = time.process_time(), time.monotonic()
+    next_at = begin
+    i = 0
+    while time.monotonic() - begin < seconds:
+        i += 1
+        output.publish(pictures[i % len(pictures)])
+        next_at += 1 / 30
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    share = (time.process_time() - cpu) / (time.monotonic() - begin)
+    stop.set()
+    output.close()
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if view is not None:
+        view.close()
+    for reader in readers:
+        reader.join(5.0)
+    return share
+
+
+def bench_web(rounds: int) -> None:
+    """Part 3: the web view's CPU against the seed's per-client encoding."""
+    print("web view: share of one core, 1280x720 at 30 pictures/s")
+    print(f"{'clients':>7} {'seed':>6} {'ours':>6} {'ours/seed':>9}")
+    for clients in (1, 4, 16):
+        seed = [web_cpu(clients, seed=True) for _ in range(rounds)]
+        ours = [web_cpu(clients, seed=False) for _ in range(rounds)]
+        s, o = statistics.median(seed), statistics.median(ours)
+        print(f"{clients:>7} {s:>6.2f} {o:>6.2f} {o / s:>9.2f}")
+
+
 def run_group(seconds: float, loaded: bool) -> tuple[float, float, dict[str, float]]:
     """Sets per second, latency p50 (ms) of four local cameras, bare or loaded, and the
     share of sets each processor took (1.0: every set)."""
     from syncstream.processors.recorder import Recorder
     from syncstream.processors.speaker import SpeakerDetector
-    from syncstream.processors.web import WebView
 
     small = SenderConfig(size=(320, 240), fps=30.0)
     cams = [Camera(name=f"c{i}", sender=small, port=free_udp_port()) for i in range(4)]
@@ -191,7 +289,7 @@ def _watch(url: str, stop: threading.Event) -> None:
 
 
 def bench_group(rounds: int, seconds: float) -> None:
-    """Part 3: a bare group against one running every processor."""
+    """Part 4: a bare group against one running every processor."""
     print(f"group of 4 cameras: sets/s and latency p50 over {seconds:.0f} s")
     print(f"{'':>10} {'sets/s':>7} {'lat ms':>7}  share of sets each processor took")
     for loaded in (False, True):
@@ -210,7 +308,7 @@ def bench_group(rounds: int, seconds: float) -> None:
 
 
 def main() -> int:
-    """Run the three parts; print medians over ``--rounds``."""
+    """Run the four parts; print medians over ``--rounds``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -218,6 +316,7 @@ def main() -> int:
     args = parser.parse_args()
     bench_wall(args.rounds)
     bench_speaker(args.rounds)
+    bench_web(min(args.rounds, 3))
     if not args.skip_group:
         bench_group(min(args.rounds, 3), args.seconds)
     return 0
