@@ -24,6 +24,7 @@ from ..frames import BGRImage, FrameSet
 from .faces import FaceDetector, GrayImage, HaarFaceDetector, MouthMotionScorer, MouthScorer
 from .output import ImageOutput
 from .overlay import Box, draw_face_boxes, put_label
+from .wall import letterbox
 
 __all__ = [
     "SpeakerDetector",
@@ -195,17 +196,9 @@ def crop_face(image: BGRImage, box: Box, size: tuple[int, int], *, margin: float
     right = min(width, round(x + w + margin * w))
     bottom = min(height, round(y + h + margin * h))
     out_w, out_h = size
-    canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
-    if right <= left or bottom <= top:
-        return canvas
-    crop = image[top:bottom, left:right]
-    scale = min(out_w / crop.shape[1], out_h / crop.shape[0])
-    new_w = max(1, min(out_w, round(crop.shape[1] * scale)))
-    new_h = max(1, min(out_h, round(crop.shape[0] * scale)))
-    method = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    resized = cv2.resize(crop, (new_w, new_h), interpolation=method)
-    off_x, off_y = (out_w - new_w) // 2, (out_h - new_h) // 2
-    canvas[off_y : off_y + new_h, off_x : off_x + new_w] = resized
+    canvas: BGRImage = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+    if right > left and bottom > top:
+        letterbox(image[top:bottom, left:right], canvas)
     return canvas
 
 
