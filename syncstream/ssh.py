@@ -245,11 +245,13 @@ class SSHSession:
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
+            entry = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+            where = f" -f {host.known_hosts_file}" if host.known_hosts_file else ""
             raise HostKeyError(
                 f"{self.name}: host key differs from the known one ({exc.key.get_name()} "
                 f"{exc.key.fingerprint}): the host was reinstalled or the connection is "
                 f"intercepted. If it is expected, remove the old key with "
-                f"`ssh-keygen -R '[{host.hostname}]:{host.port}'`"
+                f"`ssh-keygen{where} -R '{entry}'`"
             ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TypedDict, Unpack
 
 from .clock import plausible_capture_time, unwrap_pts_time
-from .config import Backend, CaptureClock, StreamConfig
+from .config import Backend, CaptureClock, StreamConfig, redact_url
 from .errors import (
     NoFrameYet,
     ReadTimeout,
@@ -510,4 +510,5 @@ class VideoStream:
         )
 
     def __repr__(self) -> str:
-        return f"VideoStream({self.config.url!r}, name={self.name!r}, state={self._state.value})"
+        url = redact_url(self.config.url)
+        return f"VideoStream({url!r}, name={self.name!r}, state={self._state.value})"

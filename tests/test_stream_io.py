@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -20,6 +21,7 @@ from syncstream import (
     UnsupportedSource,
     VideoStream,
 )
+from syncstream.config import Backend
 
 
 def _wait_for(predicate: object, timeout: float) -> bool:
@@ -180,6 +182,22 @@ def test_missing_webcam_fails_with_the_device_in_the_error() -> None:
             stream.read(timeout=10)
 
 
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_credentials_stay_out_of_errors_logs_and_stats(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = free_udp_port()  # nothing listens on this TCP port either
+    url = f"rtsp://admin:hunter2@127.0.0.1:{closed}/stream1"
+    caplog.set_level(logging.DEBUG)
+    with VideoStream(url, backend=backend, max_reconnects=0, open_timeout=3) as stream:
+        with pytest.raises(StreamFailed) as info:
+            stream.read(timeout=15)
+        shown = [str(info.value), str(info.value.__cause__), repr(stream), str(stream.stats)]
+    shown.append(caplog.text)
+    assert f"127.0.0.1:{closed}" in str(info.value.__cause__)
+    assert not [text for text in shown if "hunter2" in text or "admin" in text]
+
+
 def test_memory_stays_bounded_under_a_flood_of_garbage() -> None:
     port = free_udp_port()
     with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=30) as stream:
@@ -194,3 +212,14 @@ def test_memory_stays_bounded_under_a_flood_of_garbage() -> None:
         tracemalloc.stop()
         assert peak < 4 * 1024 * 1024
         assert stream.state in (StreamState.CONNECTING, StreamState.STALE)
+
+
+def test_a_udp_port_in_use_is_refused_not_shared() -> None:
+    port = free_udp_port()
+    with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=30) as first:
+        time.sleep(0.3)  # bound
+        second = VideoStream(f"udp://127.0.0.1:{port}", max_reconnects=0, open_timeout=2)
+        with second, pytest.raises(StreamFailed) as info:
+            second.read(timeout=10)
+        assert "Address already in use" in str(info.value.__cause__)
+        assert first.stats.state.value != "failed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from ..config import StreamConfig
+from ..config import StreamConfig, redact_url
 from ..errors import UnsupportedSource
 from .base import Source, SourceCounters, SourceFrame
 
@@ -45,14 +45,18 @@ def create_source(config: StreamConfig) -> Source:
 
     if backend == "mjpeg_http":
         if scheme not in ("http", "https"):
-            raise UnsupportedSource(f"backend 'mjpeg_http' reads http(s):// URLs, not {url!r}")
+            raise UnsupportedSource(
+                f"backend 'mjpeg_http' reads http(s):// URLs, not {redact_url(url)!r}"
+            )
         from .mjpeg_http import MjpegHttpSource
 
         mjpeg: Source = MjpegHttpSource(config)
         return mjpeg
     if backend == "tcp_framed":
         if scheme != "tcp":
-            raise UnsupportedSource(f"backend 'tcp_framed' reads tcp:// URLs, not {url!r}")
+            raise UnsupportedSource(
+                f"backend 'tcp_framed' reads tcp:// URLs, not {redact_url(url)!r}"
+            )
         from .tcp_framed import TcpFramedSource
 
         framed: Source = TcpFramedSource(config)
@@ -68,7 +72,7 @@ def create_source(config: StreamConfig) -> Source:
         location = f"/dev/video{location}"
     if not scheme and not location.startswith("/dev/") and not os.path.exists(location):
         raise UnsupportedSource(
-            f"{url!r} is neither an existing file nor a URL; supported sources: "
+            f"{redact_url(url)!r} is neither an existing file nor a URL; supported sources: "
             + "; ".join(SUPPORTED_SOURCES)
         )
     return PyAVSource(config, location)
@@ -76,5 +80,5 @@ def create_source(config: StreamConfig) -> Source:
 
 def _unsupported(url: str) -> UnsupportedSource:
     return UnsupportedSource(
-        f"unsupported source {url!r}; supported: " + "; ".join(SUPPORTED_SOURCES)
+        f"unsupported source {redact_url(url)!r}; supported: " + "; ".join(SUPPORTED_SOURCES)
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import cv2
 
-from ..config import StreamConfig
+from ..config import StreamConfig, redact_url
 from ..errors import SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
 from .base import (
@@ -44,6 +44,7 @@ class OpenCVSource:
         self.config = config
         self.name = config.display_name
         self.location = location
+        self.shown = redact_url(location) if isinstance(location, str) else str(location)
         self.counters = SourceCounters()
         text = str(location)
         self.is_live = isinstance(location, int) or text.startswith("/dev/video") or "://" in text
@@ -73,12 +74,12 @@ class OpenCVSource:
                         if preset is None:
                             os.environ.pop(_OPTIONS_ENV, None)
         except cv2.error as exc:
-            raise SourceError(f"{self.name}: OpenCV cannot open {self.location!r}: {exc}") from exc
+            raise SourceError(f"{self.name}: OpenCV cannot open {self.shown!r}: {exc}") from exc
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"{self.name}: OpenCV cannot open {self.location!r}")
+            raise SourceError(f"{self.name}: OpenCV cannot open {self.shown!r}")
         self._capture = capture
-        logger.info("%s: opened %s with OpenCV", self.name, self.location)
+        logger.info("%s: opened %s with OpenCV", self.name, self.shown)
 
     def read(self) -> SourceFrame:
         """Return the next picture, already BGR (OpenCV converts as it decodes)."""

@@ -22,7 +22,7 @@ from av.container import InputContainer
 from av.video.frame import VideoFrame
 
 from ..clock import MPEGTS_PTS_PERIOD
-from ..config import StreamConfig
+from ..config import StreamConfig, redact_text, redact_url
 from ..errors import SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
 from .base import (
@@ -62,6 +62,8 @@ class PyAVSource:
         self.config = config
         self.name = config.display_name
         self.location = location
+        #: The location without credentials, for messages.
+        self.shown = redact_url(location)
         self.counters = SourceCounters()
         self._udp = location.startswith("udp://")
         # parsed here so that a malformed URL fails at start(), not in the reader thread
@@ -104,11 +106,12 @@ class PyAVSource:
             raise
         except (av.FFmpegError, OSError, ValueError) as exc:
             self.close()
-            raise SourceError(f"{self.name}: cannot open {self.location!r}: {exc}") from exc
+            reason = redact_text(str(exc), self.location)
+            raise SourceError(f"{self.name}: cannot open {self.shown!r}: {reason}") from exc
         self._container = container
         if not container.streams.video:
             self.close()
-            raise SourceError(f"{self.name}: {self.location!r} has no video stream")
+            raise SourceError(f"{self.name}: {self.shown!r} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = self.config.decoder_threads
@@ -129,7 +132,7 @@ class PyAVSource:
         logger.info(
             "%s: opened %s (%s, %s)",
             self.name,
-            self.location,
+            self.shown,
             container.format.name,
             stream.codec_context.name,
         )
@@ -166,7 +169,7 @@ class PyAVSource:
             except StopIteration:
                 if self.is_live:
                     raise SourceError(f"{self.name}: stream ended") from None
-                raise StreamEnded(f"{self.name}: end of {self.location!r}") from None
+                raise StreamEnded(f"{self.name}: end of {self.shown!r}") from None
             except av.error.ExitError as exc:  # PyAV's read timeout on a native protocol
                 raise SourceStalled(f"{self.name}: no data: {exc}") from exc
             except av.FFmpegError as exc:

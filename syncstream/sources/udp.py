@@ -107,6 +107,7 @@ class UdpTsReader:
         self._pending = bytearray()
         self._last_data_mono = time.monotonic()
         self.bytes_received = 0
+        self._buffer_warned = False
 
     def open(self) -> None:
         """Bind the socket (and join the group for a multicast address)."""
@@ -114,9 +115,9 @@ class UdpTsReader:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
-            if self.address.is_multicast:
+            if self.address.is_multicast:  # receivers of a group share its port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("", self.address.port))
                 group = socket.inet_aton(host)
                 sock.setsockopt(
@@ -134,6 +135,14 @@ class UdpTsReader:
             ) from exc
         self._sock = sock
         self._last_data_mono = time.monotonic()
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux doubles it
+        if granted < self._receive_buffer and not self._buffer_warned:
+            self._buffer_warned = True
+            logger.warning(
+                "%s: UDP receive buffer is %d KiB, not the %d KiB asked: bursts may be lost; "
+                "raise it with `sysctl -w net.core.rmem_max=%d`",
+                self.name, granted // 1024, self._receive_buffer // 1024, self._receive_buffer,
+            )  # fmt: skip
 
     def readable(self) -> bool:
         """File-object protocol: this object is read from."""
