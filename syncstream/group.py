@@ -118,6 +118,9 @@ class StreamGroup:
         self._skipped = 0
         self._skews: deque[float] = deque(maxlen=_WINDOW)
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
+        self._camera_offsets: dict[str, deque[float]] = {
+            camera.name: deque(maxlen=_WINDOW) for camera in self.cameras
+        }
         self._emits: deque[float] = deque(maxlen=512)
         self._packet_listeners: list[Callable[[str, EncodedPacket], None]] = []
 
@@ -410,6 +413,8 @@ class StreamGroup:
             self._partial += 1
         self._skews.append(match.skew)
         self._latencies.append(frameset.latency)
+        for name, offset in match.offsets.items():
+            self._camera_offsets[name].append(offset)
         self._emits.append(frameset.emitted_mono)
         self._cond.notify_all()
         for worker in self._workers:
@@ -427,6 +432,7 @@ class StreamGroup:
             for name, stream in self.streams.items():
                 counts = aligner.counts(name) if aligner is not None else None
                 sender = senders.get(name)
+                offsets = sorted(self._camera_offsets[name])
                 cameras[name] = CameraStats(
                     name=name,
                     stream=stream.stats,
@@ -436,6 +442,7 @@ class StreamGroup:
                     clock_offset=self._offsets.get(name, 0.0),
                     sender_running=None if sender is None else sender.is_running,
                     sender_restarts=0 if sender is None else sender.restarts,
+                    offset_p50=percentile(offsets, 0.5),
                 )
             skews, latencies = sorted(self._skews), sorted(self._latencies)
             rate = per_second(self._emits, time.monotonic(), _RATE_WINDOW)

@@ -48,6 +48,9 @@ class CameraStats:
     #: Whether its sender runs; None for a camera the group did not start.
     sender_running: bool | None
     sender_restarts: int
+    #: Median of its frame's time minus the set's time (seconds) over recent sets: how far
+    #: this camera sits from the others, positive when its frames are taken later.
+    offset_p50: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,37 @@ class GroupStats:
     clock: SyncClock
     cameras: dict[str, CameraStats]
     processors: dict[str, ProcessorStats]
+
+    def lines(self) -> list[str]:
+        """A status line per camera and one for the group, for a terminal or a log.
+
+        Camera: state, fps, latency p50 (capture to decode), skew (its median offset from
+        the set's time), drops (frames the reader skipped plus frames no set could use),
+        decode errors and sender restarts. Group: sets/s, skew and set latency p50/p95.
+        """
+        width = max([5, *(len(name) for name in self.cameras)])
+        lines = [_camera_line(camera, width) for camera in self.cameras.values()]
+        lines.append(
+            f"{'group':<{width}} {self.clock:<8} {self.sets_per_second:5.1f} sets/s  "
+            f"skew p50 {_ms(self.skew_p50)} p95 {_ms(self.skew_p95)} ms  "
+            f"latency p50 {_ms(self.latency_p50)} p95 {_ms(self.latency_p95)} ms  "
+            f"sets {self.sets} partial {self.partial}"
+        )
+        return lines
+
+
+def _ms(seconds: float | None, sign: bool = False) -> str:
+    if seconds is None:
+        return "    -"
+    return f"{seconds * 1000:+5.1f}" if sign else f"{seconds * 1000:5.1f}"
+
+
+def _camera_line(camera: CameraStats, width: int) -> str:
+    stream = camera.stream
+    drops = stream.skipped + camera.dropped
+    restarts = "" if camera.sender_running is None else f"  restarts {camera.sender_restarts}"
+    return (
+        f"{camera.name:<{width}} {stream.state.value:<8} {stream.fps:5.1f} fps     "
+        f"latency p50 {_ms(stream.latency_p50)} ms  skew {_ms(camera.offset_p50, sign=True)} ms  "
+        f"drops {drops}  errors {stream.decode_errors}{restarts}"
+    )

@@ -39,7 +39,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
 from .config import MissingPolicy, SyncPolicy
@@ -88,6 +88,8 @@ class Match(Generic[F]):
     time: float
     #: ``"sender"``: keys are capture times; ``"arrival"``: arrival times.
     clock: SyncClock
+    #: Each camera's key minus :attr:`time` (seconds): positive for a frame taken later.
+    offsets: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -425,11 +427,13 @@ class Aligner(Generic[F]):
                 camera.counts.dropped += 1
             camera.counts.used += 1
         frames = {name: chosen[name] for name in self.names if name in chosen}
-        keys = [self._key(f) for f in frames.values()]
+        keys = {name: self._key(f) for name, f in frames.items()}
+        mean = sum(keys.values()) / len(keys)
         return Match(
             frames=frames,
             missing=tuple(name for name in self.names if name not in chosen),
-            skew=max(keys) - min(keys),
-            time=sum(keys) / len(keys),
+            skew=max(keys.values()) - min(keys.values()),
+            time=mean,
             clock=self.clock,
+            offsets={name: key - mean for name, key in keys.items()},
         )
