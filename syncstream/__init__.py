@@ -20,6 +20,8 @@ serves pictures and stats to browsers.
 
 from __future__ import annotations
 
+import logging
+
 from .clock import ClockOffset
 from .config import Camera, GroupConfig, RestartPolicy, SenderConfig, SSHHost, StreamConfig
 from .errors import (
@@ -64,6 +66,8 @@ from .senders import LocalSender, RemoteSender
 from .ssh import SSHSession
 from .stats import CameraStats, GroupStats
 from .stream import StreamState, StreamStats, VideoStream
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # the program configures logging
 
 __all__ = [
     "AuthenticationFailed",

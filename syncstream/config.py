@@ -26,6 +26,8 @@ __all__ = [
     "StreamConfig",
     "SyncPolicy",
     "parse_udp_destination",
+    "redact_text",
+    "redact_url",
 ]
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
@@ -37,8 +39,12 @@ MissingPolicy = Literal["partial", "wait"]
 
 #: ffmpeg lavfi sources a :class:`SenderConfig` accepts as a simulated camera.
 TEST_PATTERNS = frozenset(
-    {"testsrc", "testsrc2", "smptebars", "smptehdbars", "rgbtestsrc", "pal75bars", "mandelbrot"}
-)
+    {
+        "testsrc", "testsrc2", "smptebars", "smptehdbars", "rgbtestsrc", "yuvtestsrc",
+        "pal75bars", "pal100bars", "cellauto", "colorspectrum", "gradients", "sierpinski",
+        "life", "mandelbrot",
+    }
+)  # fmt: skip
 _UDP_DESTINATION = re.compile(r"^udp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
@@ -51,6 +57,23 @@ def parse_udp_destination(url: str, what: str = "destination") -> tuple[str, int
     if match is None or not 0 < int(match.group(2)) < 65536:
         raise ConfigError(f"{what} must be udp://host:port, got {url!r}")
     return match.group(1).strip("[]"), int(match.group(2))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user name and password, for logs, errors and stats."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None and parts.username is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error from FFmpeg, say) with ``url`` replaced by its redacted form."""
+    shown = redact_url(url)
+    return text if shown == url else text.replace(url, shown)
 
 
 class _Model(BaseModel):
@@ -137,13 +160,7 @@ class StreamConfig(ReaderSettings):
     @property
     def display_name(self) -> str:
         """The stream's name, or its URL without credentials when none was given."""
-        if self.name is not None:
-            return self.name
-        parts = urlsplit(self.url)
-        if parts.password is not None or parts.username is not None:
-            host = parts.netloc.rpartition("@")[2]
-            return urlunsplit(parts._replace(netloc=host))
-        return self.url
+        return self.name if self.name is not None else redact_url(self.url)
 
 
 class RestartPolicy(_Model):
@@ -314,6 +331,30 @@ class SSHHost(_Model):
         if value.startswith("-") or any(ch.isspace() for ch in value):
             raise ValueError(f"hostname must not start with '-' or hold spaces: {value!r}")
         return value
+
+    @classmethod
+    def from_target(cls, target: str, **fields: object) -> SSHHost:
+        """``[user@]host[:port]`` (``[v6addr]:port`` for IPv6) plus any other field.
+
+        Raises :class:`ConfigError` for a target that does not parse.
+        """
+        user, _, rest = target.rpartition("@")
+        if rest.startswith("["):
+            hostname, _, tail = rest[1:].partition("]")
+            port = tail.removeprefix(":") if tail.startswith(":") or not tail else "x"
+        elif rest.count(":") == 1:
+            hostname, _, port = rest.partition(":")
+        else:
+            hostname, port = rest, ""
+        if not hostname or (port and not port.isdigit()):
+            raise ConfigError(f"SSH target must be [user@]host[:port], got {target!r}")
+        values: dict[str, object] = {"hostname": hostname, "username": user or None, **fields}
+        if port:
+            values["port"] = int(port)
+        try:
+            return cls.model_validate(values)
+        except ValueError as exc:
+            raise ConfigError(f"SSH target {target!r}: {exc}") from exc
 
     @property
     def display_name(self) -> str:

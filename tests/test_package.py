@@ -55,34 +55,6 @@ def test_configuration_reference_is_current() -> None:
     assert on_disk == gen_config_docs.render(), "run python3 scripts/gen_config_docs.py"
 
 
-def test_demo_runs_and_leaves_no_process() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "syncstream", "demo", "--seconds", "3", "--size", "320x240"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    summary = result.stdout.split("summary:")[1].strip().splitlines()
-    assert [line.split()[0] for line in summary] == ["cam1", "cam2", "group"]
-    for line in summary[:2]:
-        assert "latency p50" in line and "live" in line
-    assert "skew p50" in summary[2] and "sender" in summary[2]
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    assert "testsrc=size=320x240" not in ps.stdout
-
-
-def test_demo_rejects_bad_arguments() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "syncstream", "demo", "--size", "big"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "640x480" in result.stderr
-
-
 @pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")))
 def test_examples_run_with_simulated_cameras(script: pathlib.Path) -> None:
     result = subprocess.run(

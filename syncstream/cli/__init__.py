@@ -1,0 +1,150 @@
+"""The ``syncstream`` command. Logging is configured here, never by the library.
+
+- ``syncstream demo``: simulated cameras on this machine, as a wall, with live figures;
+- ``syncstream run FILE``: the cameras, hosts and processors of a session file;
+- ``syncstream check FILE``: preflight of every sender host, as a table;
+- ``syncstream probe URL``: what a stream carries and how late its frames arrive.
+
+Exit status: 0 success, 1 failure (a camera, a host, no frames), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import ConfigError
+from ..session_config import SessionConfig, load_session_config
+
+__all__ = ["build_parser", "main"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}")
+    return int(width), int(height)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"address must look like 127.0.0.1:8080, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``syncstream`` command."""
+    parser = argparse.ArgumentParser(
+        prog="syncstream",
+        description="Synchronized frame sets from several network cameras.",
+        epilog="Exit status: 0 success, 1 failure, 2 bad usage or configuration.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncstream {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log (-vv)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="simulated cameras on this machine, as a wall with live figures"
+    )
+    demo.add_argument("--cameras", type=int, default=4, choices=range(1, 17), metavar="N",
+                      help="simulated cameras, 1 to 16 (default 4)")  # fmt: skip
+    demo.add_argument("--seconds", type=_positive, default=10.0, metavar="S",
+                      help="run time (default 10)")  # fmt: skip
+    demo.add_argument("--serve", type=_address, metavar="HOST:PORT",
+                      help="serve the wall and stats to browsers (web view)")  # fmt: skip
+    demo.add_argument("--snapshot", default="syncstream-demo.png", metavar="PATH",
+                      help="PNG of the wall written at the end (default %(default)s)")  # fmt: skip
+    demo.add_argument("--no-snapshot", action="store_true", help="write no PNG")
+    demo.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
+    demo.add_argument("--fps", type=_positive, default=30.0)
+    demo.add_argument("--sync", choices=("nearest", "latest", "exact"), default="nearest",
+                      help="alignment policy (default nearest)")  # fmt: skip
+
+    run = commands.add_parser("run", help="run the cameras and processors of a session file")
+    run.add_argument("config", metavar="FILE", help="session file (TOML)")
+    run.add_argument("--seconds", type=_positive, metavar="S", help="override [run] seconds")
+    run.add_argument("--snapshot", metavar="PATH", help="override [run] snapshot")
+
+    check = commands.add_parser("check", help="preflight every host of a session file")
+    check.add_argument("config", metavar="FILE", help="session file (TOML)")
+
+    probe = commands.add_parser("probe", help="what a stream carries and how late it arrives")
+    probe.add_argument("url", help="udp://, rtsp://, http:// (MJPEG), tcp://, a file, ...")
+    probe.add_argument("--seconds", type=_positive, default=5.0, metavar="S",
+                       help="how long to read after the first frame (default 5)")  # fmt: skip
+    probe.add_argument("--backend", default="auto",
+                       choices=("auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"))  # fmt: skip
+    probe.add_argument("--open-timeout", type=_positive, default=10.0, metavar="S")
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr: warnings by default, info with -v, debug with -vv, errors with -q."""
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: str) -> SessionConfig | None:
+    try:
+        return load_session_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``syncstream`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        snapshot = None if args.no_snapshot else args.snapshot
+        return run_demo(
+            args.cameras,
+            args.seconds,
+            size=args.size,
+            fps=args.fps,
+            sync=args.sync,
+            serve=args.serve,
+            snapshot=snapshot,
+        )
+    if args.command == "probe":
+        from .probe import run_probe
+
+        return run_probe(args.url, args.seconds, args.backend, args.open_timeout, args.json)
+    config = _load(args.config)
+    if config is None:
+        return 2
+    if args.command == "check":
+        from .check import run_check
+
+        return run_check(config)
+    from .console import run_session
+
+    overrides = {"seconds": args.seconds} if args.seconds is not None else {}
+    if overrides:
+        config = config.model_copy(update={"run": config.run.model_copy(update=overrides)})
+    snapshot = args.snapshot if args.snapshot is not None else config.run.snapshot
+    names = ", ".join(camera.name for camera in config.cameras)
+    banner = f"syncstream {__version__}: {args.config}: {len(config.cameras)} cameras ({names})"
+    return run_session(config, banner=banner, snapshot=snapshot)

@@ -1,0 +1,176 @@
+"""``syncstream probe URL``: what a stream carries and how late its frames arrive."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TextIO
+
+from ..config import Backend
+from ..errors import ReadTimeout, StampNotFound, SyncStreamError
+from ..probe import decode_stamp
+from ..sources.base import EncodedPacket
+from ..stats import percentile
+from ..stream import VideoStream
+from .console import StopSignals
+
+__all__ = ["ProbeReport", "probe_stream", "run_probe"]
+
+
+@dataclass
+class ProbeReport:
+    """What :func:`probe_stream` saw. Times in seconds; None when not measured."""
+
+    url: str
+    opened: bool = False
+    first_frame_after: float | None = None
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int = 0
+    fps: float = 0.0
+    keyframes: int = 0
+    #: "sender" when frames carry the sender's capture time, else "arrival".
+    capture_clock: str = "arrival"
+    #: Capture (sender clock, from the timestamps) to decoded, p50 and p95.
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+    #: Glass to glass, from a stamp painted into the pixels (a StampSender), p50 and p95.
+    stamp_frames: int = 0
+    stamp_latency_p50: float | None = None
+    stamp_latency_p95: float | None = None
+    decode_errors: int = 0
+    skipped: int = 0
+    reconnects: int = 0
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def probe_stream(
+    url: str,
+    seconds: float,
+    *,
+    backend: Backend = "auto",
+    open_timeout: float = 10.0,
+    stop: StopSignals | None = None,
+) -> ProbeReport:
+    """Read ``url`` for ``seconds`` after its first frame and report what it carried."""
+    report = ProbeReport(url=url)
+    packets: list[EncodedPacket] = []
+
+    def on_packet(packet: EncodedPacket) -> None:
+        if not packets:
+            packets.append(packet)
+        report.keyframes += packet.is_keyframe
+
+    latencies: list[float] = []
+    stamps: list[float] = []
+    started = time.monotonic()
+    with VideoStream(url, backend=backend, open_timeout=open_timeout) as stream:
+        report.opened = True
+        stream.add_packet_listener(on_packet)
+        try:
+            frame = stream.read(timeout=open_timeout)
+        except ReadTimeout:
+            report.error = f"no frame within {open_timeout:g} s"
+            _fill_counters(report, stream)
+            return report
+        report.first_frame_after = time.monotonic() - started
+        end = time.monotonic() + seconds
+        first_seq = frame.seq
+        while time.monotonic() < end and not (stop and stop.event.is_set()):
+            if frame.capture_time is not None:
+                report.capture_clock = "sender"
+                latencies.append(frame.arrival_time - frame.capture_time)
+            with contextlib.suppress(StampNotFound):  # most streams carry no pixel stamp
+                stamps.append(frame.arrival_time - decode_stamp(frame.image))
+            report.width, report.height = frame.width, frame.height
+            try:
+                frame = stream.read(timeout=max(0.05, end - time.monotonic()))
+            except ReadTimeout:
+                break
+        report.frames = frame.seq - first_seq + 1
+        _fill_counters(report, stream)
+    if packets:
+        report.codec = packets[0].format.codec
+    latencies.sort()
+    stamps.sort()
+    report.latency_p50, report.latency_p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    report.stamp_frames = len(stamps)
+    report.stamp_latency_p50 = percentile(stamps, 0.5)
+    report.stamp_latency_p95 = percentile(stamps, 0.95)
+    if report.capture_clock == "arrival":
+        report.notes.append(
+            "no sender capture time: a StreamGroup aligns this camera by arrival time"
+        )
+    if report.latency_p50 is not None and abs(report.latency_p50) > 1.0:
+        report.notes.append("capture-to-decode over 1 s: the sender's clock is probably off")
+    return report
+
+
+def _fill_counters(report: ProbeReport, stream: VideoStream) -> None:
+    stats = stream.stats
+    report.fps = stats.fps
+    report.decode_errors = stats.decode_errors
+    report.skipped = stats.skipped
+    report.reconnects = stats.reconnects
+    if stats.last_error and report.error is None and report.frames == 0:
+        report.error = stats.last_error
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def print_report(report: ProbeReport, out: TextIO) -> None:
+    """The report as aligned ``key: value`` lines."""
+    size = "-" if report.width is None else f"{report.width}x{report.height}"
+    first = _ms(report.first_frame_after)
+    rows = [
+        ("url", report.url),
+        ("codec", report.codec or "-"),
+        ("size", size),
+        ("frames", f"{report.frames} ({report.fps:.1f} fps, {report.keyframes} keyframes)"),
+        ("first frame after", first),
+        ("capture clock", report.capture_clock),
+        ("latency p50/p95", f"{_ms(report.latency_p50)} / {_ms(report.latency_p95)}"),
+        (
+            "stamp latency p50/p95",
+            f"{_ms(report.stamp_latency_p50)} / {_ms(report.stamp_latency_p95)} "
+            f"({report.stamp_frames} stamped frames)",
+        ),
+        (
+            "errors",
+            f"decode {report.decode_errors}, skipped {report.skipped}, "
+            f"reconnects {report.reconnects}",
+        ),
+    ]
+    if report.error:
+        rows.append(("error", report.error))
+    rows += [("note", note) for note in report.notes]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        out.write(f"{key:<{width}}  {value}\n")
+    out.flush()
+
+
+def run_probe(
+    url: str, seconds: float, backend: Backend, open_timeout: float, as_json: bool
+) -> int:
+    """Probe and print; exit status 0 when frames came, 1 otherwise."""
+    with StopSignals() as stop:
+        try:
+            report = probe_stream(
+                url, seconds, backend=backend, open_timeout=open_timeout, stop=stop
+            )
+        except SyncStreamError as exc:
+            report = ProbeReport(url=url, error=str(exc))
+    if as_json:
+        json.dump(asdict(report), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(report, sys.stdout)
+    return 0 if report.frames > 0 else 1

@@ -1,0 +1,373 @@
+"""The session file: cameras, hosts, alignment and processors in one TOML file.
+
+``syncstream run FILE`` and :class:`~syncstream.session.Session` read it. A bad field is
+a :class:`~syncstream.errors.ConfigError` that names the file, the line, the field's path
+(``cameras[1].sender.codec``) and what is allowed there::
+
+    [group]
+    sync = "nearest"
+
+    [hosts.cam1]
+    hostname = "cam1.local"
+    username = "pi"
+
+    [[cameras]]
+    name = "door"
+    host = "cam1"          # a [hosts.NAME] table, or an inline table
+    port = 9001
+    sender = { input = "/dev/video0", size = [640, 480] }
+
+    [wall]
+    tile_size = [480, 270]
+
+    [web]
+    port = 8080
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .config import Camera, GroupConfig, SSHHost, _Model
+from .errors import ConfigError
+
+__all__ = [
+    "RecordSettings",
+    "RunSettings",
+    "SessionConfig",
+    "SpeakerSettings",
+    "WallSettings",
+    "WebSettings",
+    "describe_validation_error",
+    "load_session_config",
+]
+
+
+class WallSettings(_Model):
+    """``[wall]``: the CCTV wall every session composes (grid of letterboxed tiles)."""
+
+    enabled: bool = Field(default=True, description="Compose the wall (shown by the web view).")
+    tile_size: tuple[int, int] = Field(
+        default=(480, 270), description="Width and height of each camera's tile in pixels."
+    )
+    columns: int | None = Field(
+        default=None, ge=1, le=16, description="Grid columns; None: as square as possible."
+    )
+    rows: int | None = Field(default=None, ge=1, le=16, description="Grid rows; None: enough.")
+    gap: int = Field(default=2, ge=0, le=64, description="Pixels between tiles.")
+    labels: bool = Field(default=True, description="Name, capture clock and age on each tile.")
+    status_bar: bool = Field(default=True, description="Set number, skew and latency below.")
+    stale_after: float = Field(
+        default=1.0, gt=0, description="Age (s) beyond which a tile gets a STALE border."
+    )
+
+    @field_validator("tile_size")
+    @classmethod
+    def _check_tile(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= side <= 4096 for side in value):
+            raise ValueError(f"tile sides must be 16 to 4096 pixels, got {value!r}")
+        return value
+
+
+class SpeakerSettings(_Model):
+    """``[speaker]``: speaker detection, with its view shown by the web view."""
+
+    enabled: bool = Field(default=True, description="Run the detector (present table: on).")
+    on_threshold: float | None = Field(
+        default=None, ge=0, description="Score to become the speaker; None: the scorer's own."
+    )
+    off_threshold: float | None = Field(
+        default=None, ge=0, description="Score below which the speaker is dropped; None: own."
+    )
+    hold: int = Field(default=6, ge=1, description="Sets a change must last before it counts.")
+    switch_ratio: float = Field(
+        default=1.5, ge=1.0, description="Score ratio over the speaker that takes over at once."
+    )
+    detect_every: int = Field(default=5, ge=1, description="Face detection every N-th set.")
+    view_size: tuple[int, int] = Field(
+        default=(320, 320), description="Width and height of the speaker view in pixels."
+    )
+
+
+class RecordSettings(_Model):
+    """``[record]``: record every camera (copied, not re-encoded) and an index of sets."""
+
+    directory: str = Field(min_length=1, description="Directory of the recording (created).")
+    segment_seconds: float | None = Field(
+        default=60.0, gt=0, description="Start a new segment after this much stream time."
+    )
+    segment_bytes: int | None = Field(
+        default=None, gt=0, description="Start a new segment after this many bytes."
+    )
+
+
+class WebSettings(_Model):
+    """``[web]``: serve the wall (and speaker view) and the stats to browsers."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to bind; anything but loopback exposes the cameras (no login).",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port; 0: a free one.")
+    jpeg_quality: int = Field(default=80, ge=1, le=100, description="JPEG quality of pictures.")
+    max_clients: int = Field(default=32, ge=1, le=1024, description="Connections served at once.")
+    title: str = Field(default="syncstream", description="The page title.")
+
+
+class RunSettings(_Model):
+    """``[run]``: how ``syncstream run`` runs the session."""
+
+    seconds: float | None = Field(
+        default=None, gt=0, description="Stop after this long; None: until Ctrl-C or SIGTERM."
+    )
+    status_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between status lines in the terminal."
+    )
+    snapshot: str | None = Field(
+        default=None, min_length=1, description="Write the last wall picture here (PNG) at the end."
+    )
+
+
+class SessionConfig(_Model):
+    """A whole session file: cameras, their hosts, alignment and processors."""
+
+    group: GroupConfig = Field(default_factory=GroupConfig, description="``[group]``: alignment.")
+    hosts: dict[str, SSHHost] = Field(
+        default_factory=dict,
+        description="``[hosts.NAME]``: SSH hosts, referred to by name from cameras.",
+    )
+    cameras: list[Camera] = Field(
+        min_length=1, max_length=64, description="``[[cameras]]``: one table per camera."
+    )
+    wall: WallSettings = Field(default_factory=WallSettings, description="``[wall]``.")
+    speaker: SpeakerSettings | None = Field(default=None, description="``[speaker]``; off.")
+    record: RecordSettings | None = Field(default=None, description="``[record]``; off.")
+    web: WebSettings | None = Field(default=None, description="``[web]``; off.")
+    run: RunSettings = Field(default_factory=RunSettings, description="``[run]``.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_hosts(cls, data: Any) -> Any:
+        """A camera's ``host = "NAME"`` becomes the ``[hosts.NAME]`` table."""
+        if not isinstance(data, Mapping):
+            return data
+        hosts, cameras = data.get("hosts", {}), data.get("cameras")
+        if not isinstance(cameras, list) or not isinstance(hosts, Mapping):
+            return data
+        resolved = []
+        for camera in cameras:
+            name = camera.get("host") if isinstance(camera, Mapping) else None
+            if isinstance(name, str) and name in hosts:
+                try:
+                    host = SSHHost.model_validate(hosts[name])
+                except ValidationError:  # reported once, under hosts.NAME
+                    host = SSHHost(hostname="unchecked")
+                camera = {**camera, "host": host}
+            resolved.append(camera)  # an unknown name fails as host, with its path
+        return {**data, "cameras": resolved}
+
+    @model_validator(mode="after")
+    def _check_names(self) -> SessionConfig:
+        names = [camera.name for camera in self.cameras]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+    @property
+    def remote_hosts(self) -> dict[str, SSHHost]:
+        """Every SSH host a camera uses, by display name (``user@host:port``)."""
+        return {c.host.display_name: c.host for c in self.cameras if c.host is not None}
+
+
+def load_session_config(path: str | os.PathLike[str]) -> SessionConfig:
+    """Read and check a session file; raises :class:`ConfigError` saying what and where."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as file:
+            raw = file.read()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: not valid TOML: {exc}") from exc
+    try:
+        return SessionConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc, SessionConfig, text=text, filename=name)
+        raise ConfigError("\n".join([f"{name}: invalid session file", *problems])) from exc
+
+
+# -- error messages ------------------------------------------------------------------------
+
+Loc = tuple[int | str, ...]
+
+
+def describe_validation_error(
+    exc: ValidationError,
+    model: type[BaseModel],
+    *,
+    text: str | None = None,
+    filename: str | None = None,
+) -> list[str]:
+    """One line per problem: ``FILE:LINE: path.to[0].field: message (allowed: ...)``.
+
+    ``text`` (the TOML source) gives line numbers; ``model`` gives the allowed field names
+    for an unknown field. Literal fields already list their values in pydantic's message.
+    """
+    lines_of = _key_lines(text) if text is not None else {}
+    out = []
+    for error in exc.errors(include_url=False):
+        loc: Loc = tuple(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = _format_loc(loc) or "(top level)"
+        if (
+            error["type"] == "model_type"
+            and loc[-1:] == ("host",)
+            and isinstance(error.get("input"), str)
+        ):
+            message = f"no [hosts.{error['input']}] table in the file"
+        elif error["type"] == "extra_forbidden":
+            fields = _fields_at(model, loc[:-1])
+            message = "unknown field" + (f"; allowed: {', '.join(fields)}" if fields else "")
+        elif error["type"] == "missing":
+            message = "required field missing"
+        elif "input" in error and not isinstance(error["input"], dict | list):
+            message += f" (got {error['input']!r})"
+        line = _line_for(lines_of, loc)
+        prefix = (
+            f"{filename}:{line}: " if filename and line else f"{filename}: " if filename else ""
+        )
+        out.append(f"  {prefix}{where}: {message}")
+    return out
+
+
+def _format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.isidentifier():
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part!r}]"
+    return text
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Field names of the model found at ``loc`` under ``model`` (empty if none)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unwrap(annotation: Any, part: int | str) -> Any:
+    """The type one step (field, list item, dict value) into ``annotation``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            found = _unwrap(option, part)
+            if found is not None:
+                return found
+        return None
+    if _is_model(annotation):
+        field = annotation.model_fields.get(str(part))
+        return None if field is None else field.annotation
+    args = typing.get_args(annotation)
+    if origin is list and isinstance(part, int) and args:
+        return args[0]
+    if origin is dict and isinstance(part, str) and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _line_for(lines_of: dict[Loc, int], loc: Loc) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines_of:
+            return lines_of[loc[:end]]
+    return None
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    """``a."b.c" . d`` -> ("a", "b.c", "d")."""
+    parts, current, quote = [], "", ""
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = ""
+            else:
+                current += char
+        elif char in "\"'":
+            quote = char
+        elif char == ".":
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    parts.append(current.strip())
+    return tuple(parts)
+
+
+def _key_lines(text: str) -> dict[Loc, int]:
+    """Where each table and key of a TOML text starts (1-based lines), by its path.
+
+    Enough TOML for locating errors: tables, arrays of tables, dotted and quoted keys.
+    Keys inside inline tables and multi-line values map to the line of their outer key.
+    """
+    where: dict[Loc, int] = {}
+    counts: dict[Loc, int] = {}
+    table: Loc = ()
+
+    def resolve(name: tuple[str, ...]) -> Loc:
+        path: Loc = ()
+        for part in name:
+            path = (*path, part)
+            if path in counts:
+                path = (*path, counts[path])
+        return path
+
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[[") and "]]" in line:
+            name = _split_key(line[2 : line.index("]]")])
+            parent = resolve(name[:-1])
+            array = (*parent, name[-1])
+            counts[array] = counts.get(array, -1) + 1
+            table = (*array, counts[array])
+            where.setdefault(array, number)
+            where[table] = number
+        elif line.startswith("[") and "]" in line:
+            table = resolve(_split_key(line[1 : line.index("]")]))
+            where.setdefault(table, number)
+        elif "=" in line and not line.startswith(("]", "}")):
+            key = line.split("=", 1)[0]
+            if key.strip() and not any(c in key for c in "[{,"):
+                where.setdefault((*table, *_split_key(key)), number)
+    return where

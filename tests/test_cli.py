@@ -1,0 +1,478 @@
+"""The ``syncstream`` command: demo, run, check and probe as real processes."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import cv2
+import pytest
+
+from syncstream.probe import StampSender
+from syncstream.processors.wall import Wall
+from syncstream.senders import free_udp_port
+from syncstream.testing.sshd import SshdServer
+from tests.conftest import SenderFactory, ssh_host
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COMMAND = [sys.executable, "-m", "syncstream"]
+SMALL = ["--size", "320x240"]
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def _processes_with(text: str) -> list[str]:
+    ps = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    )
+    return [line for line in ps.stdout.splitlines() if text in line and " ps -ww " not in line]
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 2.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def _wait_for(url: str, deadline: float) -> bytes:
+    while True:
+        try:
+            return _get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _summary(stdout: str) -> list[str]:
+    return stdout.split("summary:")[1].strip().splitlines()
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+def test_demo_shows_every_camera_and_writes_the_wall(tmp_path: pathlib.Path) -> None:
+    png = tmp_path / "wall.png"
+    size = "322x242"  # a size of this test only, to find its senders
+    result = _run(
+        "demo", "--cameras", "3", "--seconds", "3", "--size", size, "--snapshot", str(png)
+    )
+    assert result.returncode == 0, result.stderr
+    summary = _summary(result.stdout)
+    assert [line.split()[0] for line in summary] == ["cam1", "cam2", "cam3", "group"]
+    for line in summary[:3]:
+        fields = line.split()
+        assert fields[1] == "live"
+        assert float(fields[2]) > 20  # fps
+        assert "latency p50" in line and "skew" in line and "drops" in line
+    assert "sender" in summary[3] and "sets/s" in summary[3]
+    picture = cv2.imread(str(png))
+    assert picture is not None
+    expected = Wall(["cam1", "cam2", "cam3"], tile_size=(480, 270)).size
+    assert (picture.shape[1], picture.shape[0]) == expected
+    assert f"snapshot: {png} ({expected[0]}x{expected[1]})" in result.stdout
+    tiles = [picture[10:260, 10:470], picture[10:260, 492:952], picture[282:532, 10:470]]
+    assert all(tile.std() > 20 for tile in tiles)  # pictures, not blank tiles
+    assert abs(float(tiles[0].mean()) - float(tiles[1].mean())) > 1  # each its own pattern
+    assert not _processes_with(f"size={size}:")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_demo_serves_the_wall_and_stops_cleanly_on_a_signal(signum: signal.Signals) -> None:
+    port = _free_tcp_port()
+    size = {signal.SIGTERM: "324x244", signal.SIGINT: "326x246"}[signum]
+    proc = subprocess.Popen(
+        [*COMMAND, "demo", "--cameras", "2", "--seconds", "60", "--size", size, "--no-snapshot",
+         "--serve", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        jpeg = _wait_for(f"http://127.0.0.1:{port}/snapshot.jpg", deadline)
+        assert jpeg[:2] == b"\xff\xd8"
+        stats = json.loads(_get(f"http://127.0.0.1:{port}/stats"))
+        assert set(stats["group"]["cameras"]) == {"cam1", "cam2"}
+        page = _get(f"http://127.0.0.1:{port}/").decode()
+        assert "stream.mjpg" in page
+        started = time.monotonic()
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert time.monotonic() - started < 10
+    assert f"stopped by {signum.name}" in stdout
+    assert f"web view: http://127.0.0.1:{port}/" in stdout
+    assert not _processes_with(f"size={size}:")
+    with pytest.raises(OSError):
+        _get(f"http://127.0.0.1:{port}/stats", timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cameras", "17"], "invalid choice"),
+        (["--seconds", "0"], "must be positive"),
+        (["--serve", "nowhere"], "127.0.0.1:8080"),
+        (["--size", "big"], "640x480"),
+    ],
+)
+def test_demo_rejects_bad_arguments(args: list[str], message: str) -> None:
+    result = _run("demo", *args, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_demo_on_a_busy_web_port_fails_and_leaves_nothing() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run("demo", "--cameras", "2", "--seconds", "3", "--size", "328x248",
+                      "--serve", f"127.0.0.1:{port}", "--no-snapshot")  # fmt: skip
+    assert result.returncode == 1
+    assert str(port) in result.stderr
+    assert not _processes_with("size=328x248:")
+
+
+def test_logging_is_quiet_by_default_and_set_by_the_flags() -> None:
+    args = ["demo", "--cameras", "1", "--seconds", "1", *SMALL, "--no-snapshot"]
+    default, verbose, quiet = _run(*args), _run("-v", *args), _run("-q", *args)
+    assert default.returncode == verbose.returncode == quiet.returncode == 0
+    assert " INFO " not in default.stderr
+    assert " INFO syncstream." in verbose.stderr
+    assert quiet.stderr == ""
+
+
+def test_the_library_never_configures_logging() -> None:
+    code = (
+        "import logging, pkgutil, importlib, syncstream\n"
+        "for m in pkgutil.walk_packages(syncstream.__path__, 'syncstream.'):\n"
+        "    if m.name != 'syncstream.__main__': importlib.import_module(m.name)\n"
+        "root = logging.getLogger()\n"
+        "own = logging.getLogger('syncstream').handlers\n"
+        "print(len(root.handlers), root.level, [type(h).__name__ for h in own])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(maxsplit=2) == ["0", str(30), "['NullHandler']\n"]
+
+
+# -- run --------------------------------------------------------------------------------
+
+
+def _session_file(tmp_path: pathlib.Path, body: str) -> pathlib.Path:
+    path = tmp_path / "session.toml"
+    path.write_text(body)
+    return path
+
+
+def _local_cameras(*patterns: str) -> str:
+    return "".join(
+        f'[[cameras]]\nname = "{pattern}"\nport = {free_udp_port()}\n'
+        f'sender = {{ input = "{pattern}", size = [330, 250] }}\n\n'
+        for pattern in patterns
+    )
+
+
+def test_run_starts_the_session_file_with_a_recorder_and_web_view(tmp_path: pathlib.Path) -> None:
+    record = tmp_path / "rec"
+    config = _session_file(
+        tmp_path,
+        '[group]\nsync = "nearest"\n\n'
+        + _local_cameras("testsrc", "smptebars")
+        + f'[record]\ndirectory = "{record}"\n\n[web]\nport = 0\n\n'
+        + f'[run]\nseconds = 3\nsnapshot = "{tmp_path / "wall.png"}"\n',
+    )
+    result = _run("run", str(config))
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in _summary(result.stdout)] == [
+        "testsrc", "smptebars", "group"
+    ]  # fmt: skip
+    assert "web view: http://127.0.0.1:" in result.stdout
+    assert (tmp_path / "wall.png").stat().st_size > 1000
+    index = (record / "index.jsonl").read_text().splitlines()
+    assert sum('"kind": "set"' in line or '"set"' in line for line in index) > 30
+    assert sorted(p.suffix for p in record.rglob("*.ts"))[:1] == [".ts"]
+    assert not _processes_with("size=330x250:")
+
+
+def test_run_with_the_example_session_file(tmp_path: pathlib.Path) -> None:
+    text = (ROOT / "examples" / "session.toml").read_text()
+    text = text.replace("port = 8080", "port = 0").replace('"wall.png"', f'"{tmp_path}/w.png"')
+    for old in ("9101", "9102"):
+        text = text.replace(f"port = {old}", f"port = {free_udp_port()}")
+    result = _run("run", str(_session_file(tmp_path, text)), "--seconds", "2")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "w.png").exists()
+
+
+BAD_FILE = """\
+[group]
+sync = "closest"
+
+[hosts.cam1]
+hostname = "cam1.local"
+prot = 22
+
+[[cameras]]
+name = "door"
+host = "cam1"
+port = 9001
+[cameras.sender]
+input = "/dev/video0"
+codec = "h265"
+
+[[cameras]]
+name = "hall"
+host = "cam9"
+port = 9002
+sender = { input = "testsrc" }
+
+[web]
+port = 99999
+"""
+
+
+def test_run_reports_every_bad_field_with_its_line_and_allowed_values(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = _session_file(tmp_path, BAD_FILE)
+    result = _run("run", str(path), timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{path}: invalid session file"
+    assert f"  {path}:2: group.sync: Input should be 'latest', 'nearest' or 'exact' " \
+        "(got 'closest')" in lines  # fmt: skip
+    assert any(line.startswith(f"  {path}:6: hosts.cam1.prot: unknown field; allowed: hostname,")
+               for line in lines)  # fmt: skip
+    assert f"  {path}:14: cameras[0].sender.codec: Input should be 'libx264', 'mpeg2video' " \
+        "or 'mjpeg' (got 'h265')" in lines  # fmt: skip
+    assert f"  {path}:18: cameras[1].host: no [hosts.cam9] table in the file" in lines
+    assert any(line.startswith(f"  {path}:23: web.port:") and "65535" in line for line in lines)
+    assert len(lines) == 6  # each problem once
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[[cameras]]\nname = \"a\"\nurl = \n", "not valid TOML"),
+        ("[group]\nsync = \"nearest\"\n", "cameras: required field missing"),
+        ("[[cameras]]\nname = \"a\"\n", ":1: cameras[0]: camera 'a' needs a url or a sender"),
+        ("[[cameras]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\n[[cameras]]\nname = \"a\"\n"
+         "url = \"udp://0.0.0.0:2\"\n", "camera names must be unique; repeated: a"),
+        ("[[cameras]]\nname = \"a b\"\nurl = \"x\"\n", ":2: cameras[0].name: String should match"),
+        ("cameras = []\n", ":1: cameras: List should have at least 1 item"),
+    ],
+)  # fmt: skip
+def test_run_refuses_a_bad_file_before_starting_anything(
+    tmp_path: pathlib.Path, body: str, expected: str
+) -> None:
+    result = _run("run", str(_session_file(tmp_path, body)), timeout=30)
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_run_names_a_missing_file(tmp_path: pathlib.Path) -> None:
+    result = _run("run", str(tmp_path / "nope.toml"), timeout=30)
+    assert result.returncode == 2
+    assert "nope.toml: cannot read: No such file or directory" in result.stderr
+
+
+def test_run_stops_a_remote_sender_on_sigterm(sshd: SshdServer, tmp_path: pathlib.Path) -> None:
+    host = ssh_host(sshd)
+    port = free_udp_port()
+    config = _session_file(
+        tmp_path,
+        f'[hosts.lab]\nhostname = "{host.hostname}"\nport = {host.port}\n'
+        f'username = "{host.username}"\nkey_filename = "{host.key_filename}"\n'
+        f'known_hosts_file = "{host.known_hosts_file}"\nallow_agent = false\n'
+        "look_for_keys = false\n\n"
+        f'[[cameras]]\nname = "remote"\nhost = "lab"\nport = {port}\n'
+        'receiver_host = "127.0.0.1"\n'
+        'sender = { input = "testsrc2", size = [320, 240] }\n',
+    )
+    proc = subprocess.Popen(
+        [*COMMAND, "run", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    marker = f"udp://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not any("ffmpeg" in line for line in _processes_with(marker)):
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise AssertionError(f"the remote sender never started: {proc.communicate()}")
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(2)  # frames flow
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "remote" in _summary(stdout)[0] and "live" in _summary(stdout)[0]
+    deadline = time.monotonic() + 5
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_with(marker)
+
+
+# -- check ------------------------------------------------------------------------------
+
+
+def _check_file(tmp_path: pathlib.Path, host_fields: str, sender_input: str = "testsrc") -> str:
+    return str(
+        _session_file(
+            tmp_path,
+            f"[hosts.lab]\n{host_fields}\n\n"
+            f'[[cameras]]\nname = "remote"\nhost = "lab"\nport = {free_udp_port()}\n'
+            f'sender = {{ input = "{sender_input}" }}\n\n'
+            f'[[cameras]]\nname = "here"\nport = {free_udp_port()}\n'
+            'sender = { input = "smptebars" }\n',
+        )
+    )
+
+
+def _host_fields(server: SshdServer, **overrides: object) -> str:
+    host = ssh_host(server, **overrides)
+    fields = {
+        "hostname": host.hostname,
+        "port": host.port,
+        "username": host.username,
+        "key_filename": host.key_filename,
+        "known_hosts_file": host.known_hosts_file,
+        "allow_agent": False,
+        "look_for_keys": False,
+        "connect_timeout": host.connect_timeout,
+    }
+    return "\n".join(
+        f"{key} = {json.dumps(value)}" for key, value in fields.items() if value is not None
+    )
+
+
+def _table(stdout: str) -> dict[str, str]:
+    lines = stdout.splitlines()
+    return {line.split("  ")[0]: line for line in lines[2:] if line and not line[0].isspace()}
+
+
+def test_check_passes_a_good_host_and_measures_its_clock(
+    sshd: SshdServer, tmp_path: pathlib.Path
+) -> None:
+    result = _run("check", _check_file(tmp_path, _host_fields(sshd)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["host", "ssh", "host", "key", "login", "ffmpeg", "devices", "clock", "offset"]
+    rows = _table(result.stdout)
+    remote = rows[f"{sshd.username}@127.0.0.1:{sshd.port}"]
+    assert "reachable" in remote and "known (ssh-ed25519)" in remote
+    assert "FAIL" not in remote and " ms ±" in remote
+    assert "this machine" in rows and "0 (same clock)" in rows["this machine"]
+    assert result.stdout.rstrip().endswith("all checks passed")
+
+
+def test_check_reports_a_missing_device(sshd: SshdServer, tmp_path: pathlib.Path) -> None:
+    result = _run("check", _check_file(tmp_path, _host_fields(sshd), "/dev/video97"))
+    assert result.returncode == 1
+    remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
+    assert "FAIL remote: missing /dev/video97" in remote
+    assert "failed: devices (cameras remote)" in result.stdout
+
+
+def test_check_reports_an_unknown_host_key_and_refused_login(
+    sshd: SshdServer, tmp_path: pathlib.Path
+) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    fields = _host_fields(sshd, known_hosts_file=str(empty))
+    result = _run("check", _check_file(tmp_path, fields))
+    assert result.returncode == 1
+    remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
+    assert f"FAIL unknown (ssh-ed25519 {sshd.host_key_fingerprint})" in remote
+    assert "FAIL refused: host key not trusted" in remote
+
+
+def test_check_reports_a_refused_key_and_an_unreachable_host(
+    sshd: SshdServer, tmp_path: pathlib.Path
+) -> None:
+    stranger = _host_fields(sshd, key_filename=str(sshd.stranger_key))
+    result = _run("check", _check_file(tmp_path, stranger))
+    assert result.returncode == 1
+    assert "FAIL authentication refused" in result.stdout
+    closed = _host_fields(sshd, port=_free_tcp_port(), connect_timeout=2.0)
+    result = _run("check", _check_file(tmp_path, closed))
+    assert result.returncode == 1
+    assert "FAIL unreachable: Connection refused" in result.stdout
+
+
+# -- probe ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stamp_stream() -> Iterator[str]:
+    port = free_udp_port()
+    with StampSender(f"udp://127.0.0.1:{port}", size=(320, 240)):
+        yield f"udp://127.0.0.1:{port}"
+
+
+def test_probe_reports_a_stamped_sender(udp_sender: SenderFactory) -> None:
+    port = free_udp_port()
+    udp_sender(port)
+    result = _run("probe", f"udp://127.0.0.1:{port}", "--seconds", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["codec"] == "h264"
+    assert (report["width"], report["height"]) == (320, 240)
+    assert report["capture_clock"] == "sender"
+    assert report["frames"] > 40 and report["keyframes"] >= 1
+    assert 0 < report["latency_p50"] < 0.5
+    assert report["error"] is None
+
+
+def test_probe_reads_the_pixel_stamp(stamp_stream: str) -> None:
+    result = _run("probe", stamp_stream, "--seconds", "2")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("  ", 1) for line in result.stdout.splitlines())
+    assert lines["size"].strip() == "320x240"
+    stamped = lines["stamp latency p50/p95"]
+    assert "stamped frames" in stamped and not stamped.strip().startswith("-")
+
+
+def test_probe_of_a_silent_port_fails_with_a_reason() -> None:
+    result = _run("probe", f"udp://127.0.0.1:{free_udp_port()}", "--open-timeout", "1")
+    assert result.returncode == 1
+    assert "error" in result.stdout
+
+
+def test_probe_of_a_missing_file_fails_with_a_reason(tmp_path: pathlib.Path) -> None:
+    result = _run("probe", str(tmp_path / "none.ts"), "--open-timeout", "2")
+    assert result.returncode == 1
+    assert "error" in result.stdout
+
+
+def test_every_command_has_help() -> None:
+    for command in ("demo", "run", "check", "probe"):
+        result = _run(command, "--help", timeout=30)
+        assert result.returncode == 0 and "usage: syncstream" in result.stdout
