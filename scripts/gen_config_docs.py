@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pathlib
 import sys
-from typing import Literal, get_args, get_origin
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -22,6 +23,14 @@ from syncstream.config import (  # noqa: E402
     SSHHost,
     StreamConfig,
 )
+from syncstream.session_config import (  # noqa: E402
+    RecordSettings,
+    RunSettings,
+    SessionConfig,
+    SpeakerSettings,
+    WallSettings,
+    WebSettings,
+)
 
 TARGET = ROOT / "docs" / "configuration.md"
 MODELS: list[type[BaseModel]] = [
@@ -31,6 +40,15 @@ MODELS: list[type[BaseModel]] = [
     SenderConfig,
     RestartPolicy,
     SSHHost,
+]
+#: The session file of ``syncstream run`` (its tables hold the models above).
+SESSION_MODELS: list[type[BaseModel]] = [
+    SessionConfig,
+    WallSettings,
+    SpeakerSettings,
+    RecordSettings,
+    WebSettings,
+    RunSettings,
 ]
 
 
@@ -43,15 +61,22 @@ def _default(model: type[BaseModel], name: str) -> str:
     return f"`{field.default!r}`"
 
 
+def _name(annotation: object) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(value) for value in args)
+    if origin in (Union, UnionType):
+        return " | ".join(_name(arg) for arg in args)
+    if origin is not None and args:
+        inner = ", ".join(_name(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 def _type(model: type[BaseModel], name: str) -> str:
-    annotation = model.model_fields[name].annotation
-    if get_origin(annotation) is Literal:
-        text = " | ".join(repr(value) for value in get_args(annotation))
-    else:
-        text = getattr(annotation, "__name__", None) or str(annotation)
-        if text in ("Optional", "UnionType", "Union"):
-            text = str(annotation)
-    return text.replace("typing.", "").replace("pydantic.types.", "").replace("|", "\\|")
+    return _name(model.model_fields[name].annotation).replace("|", "\\|")
 
 
 def render() -> str:
@@ -65,19 +90,34 @@ def render() -> str:
         "",
     ]
     for model in MODELS:
-        doc = (model.__doc__ or "").strip().splitlines()[0]
-        lines += [f"## {model.__name__}", "", doc, "", "| field | type | default | meaning |",
-                  "| --- | --- | --- | --- |"]  # fmt: skip
-        own = [name for name in model.__annotations__ if name in model.model_fields]
-        ordered = own + [name for name in model.model_fields if name not in own]
-        for name in ordered:
-            field = model.model_fields[name]
-            meaning = (field.description or "").replace("|", "\\|")
-            lines.append(
-                f"| `{name}` | `{_type(model, name)}` | {_default(model, name)} | {meaning} |"
-            )
-        lines.append("")
+        lines += _table(model)
+    lines += [
+        "# Session file (`syncstream run FILE`, `syncstream check FILE`)",
+        "",
+        "A TOML file whose tables are the models below: `[group]` is a GroupConfig,",
+        "`[hosts.NAME]` an SSHHost, each `[[cameras]]` a Camera (whose `host` may name a",
+        "`[hosts.NAME]` table), `sender` a SenderConfig. A bad field is reported with the",
+        "file, the line, its path (`cameras[1].sender.codec`) and the allowed values or",
+        "fields. `examples/session.toml` is a commented example.",
+        "",
+    ]
+    for model in SESSION_MODELS:
+        lines += _table(model)
     return "\n".join(lines)
+
+
+def _table(model: type[BaseModel]) -> list[str]:
+    doc = (model.__doc__ or "").strip().splitlines()[0]
+    lines = [f"## {model.__name__}", "", doc, "", "| field | type | default | meaning |",
+             "| --- | --- | --- | --- |"]  # fmt: skip
+    own = [name for name in model.__annotations__ if name in model.model_fields]
+    ordered = own + [name for name in model.model_fields if name not in own]
+    for name in ordered:
+        field = model.model_fields[name]
+        meaning = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `{_type(model, name)}` | {_default(model, name)} | {meaning} |")
+    lines.append("")
+    return lines
 
 
 def main() -> None:

@@ -145,19 +145,19 @@ class RunSettings(_Model):
 class SessionConfig(_Model):
     """A whole session file: cameras, their hosts, alignment and processors."""
 
-    group: GroupConfig = Field(default_factory=GroupConfig, description="``[group]``: alignment.")
+    group: GroupConfig = Field(default_factory=GroupConfig, description="`[group]`: alignment.")
     hosts: dict[str, SSHHost] = Field(
         default_factory=dict,
-        description="``[hosts.NAME]``: SSH hosts, referred to by name from cameras.",
+        description="`[hosts.NAME]`: SSH hosts, referred to by name from cameras.",
     )
     cameras: list[Camera] = Field(
-        min_length=1, max_length=64, description="``[[cameras]]``: one table per camera."
+        min_length=1, max_length=64, description="`[[cameras]]`: one table per camera."
     )
-    wall: WallSettings = Field(default_factory=WallSettings, description="``[wall]``.")
-    speaker: SpeakerSettings | None = Field(default=None, description="``[speaker]``; off.")
-    record: RecordSettings | None = Field(default=None, description="``[record]``; off.")
-    web: WebSettings | None = Field(default=None, description="``[web]``; off.")
-    run: RunSettings = Field(default_factory=RunSettings, description="``[run]``.")
+    wall: WallSettings = Field(default_factory=WallSettings, description="`[wall]`.")
+    speaker: SpeakerSettings | None = Field(default=None, description="`[speaker]`; off.")
+    record: RecordSettings | None = Field(default=None, description="`[record]`; off.")
+    web: WebSettings | None = Field(default=None, description="`[web]`; off.")
+    run: RunSettings = Field(default_factory=RunSettings, description="`[run]`.")
 
     @model_validator(mode="before")
     @classmethod
