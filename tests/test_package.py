@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import pathlib
 import subprocess
 import sys
@@ -56,12 +57,14 @@ def test_configuration_reference_is_current() -> None:
 
 
 @pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")))
-def test_examples_run_with_simulated_cameras(script: pathlib.Path) -> None:
+def test_examples_run_with_simulated_cameras(script: pathlib.Path, tmp_path: pathlib.Path) -> None:
     result = subprocess.run(
         [sys.executable, str(script), "--local", "--seconds", "2"],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # what an example writes stays in tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
