@@ -232,7 +232,7 @@ class SenderConfig(_Model):
     )
     clock_text: bool = Field(
         default=False,
-        description="Burn the sender's wall clock into the picture (top left), to see skew.",
+        description="Burn the sender's wall clock into the picture (top right), to see skew.",
     )
     loop: bool = Field(default=True, description="File input: start again at its end.")
     ffmpeg: str = Field(

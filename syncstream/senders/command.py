@@ -109,13 +109,16 @@ def simulated_camera_argv(
 
 
 def clock_text_filter(height: int) -> str:
-    """A drawtext filter that burns the stamped wall clock (UTC, ms) into the top left."""
+    """A drawtext filter that burns the stamped wall clock (UTC, ms) into the top right.
+
+    The top right, because a wall labels each tile with the camera's name at the top left.
+    """
     # Reads the frame's PTS, which holds the wall clock once setpts=RTCTIME ran; the
     # backslashes are filtergraph escaping (argv, no shell involved).
     text = r"%{pts\:gmtime\:0\:%H\\\:%M\\\:%S}.%{eif\:mod(t*1000\,1000)\:d\:3}"
     size = max(12, height // 16)
     return (
-        f"drawtext=text='{text}':x={size // 2}:y={size // 2}:fontsize={size}"
+        f"drawtext=text='{text}':x=w-tw-{size // 2}:y={size // 2}:fontsize={size}"
         ":fontcolor=white:box=1:boxcolor=black@0.6"
     )
 
