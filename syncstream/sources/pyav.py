@@ -105,7 +105,10 @@ class PyAVSource:
             self.close()
             raise
         except (av.FFmpegError, OSError, ValueError) as exc:
+            failure = self._reader.failure if self._reader is not None else None
             self.close()
+            if failure is not None:  # the UDP reader ended the input: its reason, not EOF's
+                raise failure from None
             reason = redact_text(str(exc), self.location)
             raise SourceError(f"{self.name}: cannot open {self.shown!r}: {reason}") from exc
         self._container = container
@@ -167,17 +170,25 @@ class PyAVSource:
             try:
                 packet = next(packets)
             except StopIteration:
+                self._raise_reader_failure()
                 if self.is_live:
                     raise SourceError(f"{self.name}: stream ended") from None
                 raise StreamEnded(f"{self.name}: end of {self.shown!r}") from None
             except av.error.ExitError as exc:  # PyAV's read timeout on a native protocol
                 raise SourceStalled(f"{self.name}: no data: {exc}") from exc
             except av.FFmpegError as exc:
+                self._raise_reader_failure()
                 raise SourceError(f"{self.name}: read failed: {exc}") from exc
             self._tap(packet)
             self._decode(packet)
         self._last_frame_mono = time.monotonic()
         return self._pending.popleft()
+
+    def _raise_reader_failure(self) -> None:
+        """Raise why the UDP reader ended the input (a stall, say), if it did."""
+        failure = self._reader.failure if self._reader is not None else None
+        if failure is not None:
+            raise failure from None
 
     def _tap(self, packet: av.Packet[Any]) -> None:
         """Hand a copy of ``packet`` to :attr:`on_packet` (the demuxer reuses its buffer)."""

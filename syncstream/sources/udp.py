@@ -108,6 +108,8 @@ class UdpTsReader:
         self._last_data_mono = time.monotonic()
         self.bytes_received = 0
         self._buffer_warned = False
+        #: Why :meth:`read` ended the input, for the source to raise; None while it flows.
+        self.failure: SourceError | None = None
 
     def open(self) -> None:
         """Bind the socket (and join the group for a multicast address)."""
@@ -153,25 +155,41 @@ class UdpTsReader:
         return False
 
     def read(self, size: int = -1) -> bytes:
-        """Return the TS bytes of all waiting datagrams (at least one), at most ``size``."""
+        """Return the TS bytes of all waiting datagrams (at least one), at most ``size``.
+
+        A stall, an interrupt or a socket error ends the input (``b""``, which FFmpeg takes
+        as the end of the stream) and is kept in :attr:`failure` for the source to raise:
+        an exception raised inside FFmpeg's read callback would be printed and dropped.
+        """
         sock = self._sock
         if sock is None:
             raise SourceError(f"{self.name}: udp reader is not open")
         limit = size if size > 0 else _MAX_DATAGRAM
         while not self._pending:
+            if self.failure is not None:
+                return b""
             if self._interrupted.is_set():
-                raise SourceError(f"{self.name}: interrupted")
+                return self._fail(SourceError(f"{self.name}: interrupted"))
             ready, _, _ = select.select([sock], [], [], _POLL_INTERVAL)
             if ready:
-                self._drain(sock, limit)
+                try:
+                    self._drain(sock, limit)
+                except SourceError as exc:
+                    return self._fail(exc)
             elif time.monotonic() - self._last_data_mono > self.timeout:
-                raise SourceStalled(
-                    f"{self.name}: no MPEG-TS datagram on udp port {self.address.port} "
-                    f"for {self.timeout:.1f} s"
+                return self._fail(
+                    SourceStalled(
+                        f"{self.name}: no MPEG-TS datagram on udp port {self.address.port} "
+                        f"for {self.timeout:.1f} s"
+                    )
                 )
         data = bytes(self._pending[:limit])
         del self._pending[:limit]
         return data
+
+    def _fail(self, exc: SourceError) -> bytes:
+        self.failure = exc
+        return b""
 
     def _drain(self, sock: socket.socket, limit: int) -> None:
         """Move waiting datagrams into the pending bytes, dropping those that are not TS."""
