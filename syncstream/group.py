@@ -19,6 +19,7 @@ from functools import partial
 from types import TracebackType
 from typing import TypedDict, Unpack
 
+from .clock import ClockOffset
 from .config import Camera, GroupConfig, MissingPolicy, ReaderSettings, StreamConfig, SyncPolicy
 from .errors import (
     GroupStartError,
@@ -460,6 +461,15 @@ class StreamGroup:
                 cameras=cameras,
                 processors={w.name: w.stats for w in self._workers},
             )
+
+    @property
+    def clock_offsets(self) -> dict[str, ClockOffset]:
+        """The measured offset of each remote camera's host: value, uncertainty, round trip.
+
+        Cameras without an SSH host are not listed (their offset is their ``clock_offset``
+        field, or 0); see also ``stats.cameras[name].clock_offset``.
+        """
+        return dict(self._fleet.offsets)
 
     @property
     def senders(self) -> dict[str, Sender]:

@@ -15,7 +15,7 @@ from types import TracebackType
 
 import cv2
 
-from .errors import ConfigError, SyncStreamError
+from .errors import SyncStreamError
 from .group import StreamGroup
 from .processors.recorder import Recorder
 from .processors.speaker import SpeakerDetector
@@ -94,8 +94,6 @@ class Session:
                     for name, part in (("wall", self.wall), ("speaker", self.speaker))
                     if part is not None
                 }
-                if not shown:
-                    raise ConfigError("[web] needs something to show: enable [wall] or [speaker]")
                 web = config.web
                 self.web = WebView(
                     shown,

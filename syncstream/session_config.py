@@ -186,6 +186,9 @@ class SessionConfig(_Model):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"camera names must be unique; repeated: {', '.join(repeated)}")
+        speaker = self.speaker is not None and self.speaker.enabled
+        if self.web is not None and not (self.wall.enabled or speaker):
+            raise ValueError("[web] has nothing to show: enable [wall] or [speaker]")
         return self
 
     @property

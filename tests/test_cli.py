@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 import signal
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import cv2
 import pytest
 
+from syncstream.cli.console import StatusDisplay
 from syncstream.probe import StampSender
 from syncstream.processors.wall import Wall
 from syncstream.senders import free_udp_port
@@ -179,6 +181,19 @@ def test_the_library_never_configures_logging() -> None:
     assert result.stdout.split(maxsplit=2) == ["0", str(30), "['NullHandler']\n"]
 
 
+def test_status_lines_are_redrawn_in_place_on_a_terminal() -> None:
+    out = io.StringIO()
+    display = StatusDisplay(out, live=True)
+    display.show(["cam1 a", "group a"])
+    display.show(["cam1 b", "group b"])
+    assert out.getvalue() == "cam1 a\ngroup a\n\x1b[2F\x1b[Jcam1 b\ngroup b\n"
+    piped = io.StringIO()
+    display = StatusDisplay(piped)  # not a terminal: blocks one after another
+    display.show(["cam1 a"])
+    display.show(["cam1 b"])
+    assert piped.getvalue() == "cam1 a\n\ncam1 b\n\n"
+
+
 # -- run --------------------------------------------------------------------------------
 
 
@@ -285,6 +300,8 @@ def test_run_reports_every_bad_field_with_its_line_and_allowed_values(
          "url = \"udp://0.0.0.0:2\"\n", "camera names must be unique; repeated: a"),
         ("[[cameras]]\nname = \"a b\"\nurl = \"x\"\n", ":2: cameras[0].name: String should match"),
         ("cameras = []\n", ":1: cameras: List should have at least 1 item"),
+        ("[[cameras]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\n[wall]\nenabled = false\n[web]\n",
+         "[web] has nothing to show: enable [wall] or [speaker]"),
     ],
 )  # fmt: skip
 def test_run_refuses_a_bad_file_before_starting_anything(

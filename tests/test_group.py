@@ -236,6 +236,11 @@ def test_remote_camera_over_ssh_has_its_clock_offset_measured(sshd: SshdServer) 
         remote = group.stats.cameras["remote"]
         assert remote.sender_running is True
         assert abs(remote.clock_offset) < 0.05  # same machine, same clock
+        measured = group.clock_offsets
+        assert set(measured) == {"remote"}  # the local camera needs no measurement
+        assert measured["remote"].offset == remote.clock_offset
+        assert measured["remote"].samples == 5
+        assert 0 < measured["remote"].uncertainty <= measured["remote"].rtt
 
 
 def test_an_unreachable_ssh_host_is_named_with_the_camera(sshd: SshdServer) -> None:

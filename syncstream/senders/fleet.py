@@ -121,8 +121,8 @@ class SenderFleet:
         if self._failures:
             order = [camera.name for camera in self.cameras]
             failures = {name: self._failures[name] for name in order if name in self._failures}
-            for name, exc in failures.items():
-                logger.error("%s: failed to start: %s", name, exc)
+            for name, exc in failures.items():  # the error raised names them all
+                logger.info("%s: failed to start: %s", name, exc)
             self.stop()
             raise GroupStartError(failures)
 
