@@ -127,6 +127,25 @@ def test_demo_serves_the_wall_and_stops_cleanly_on_a_signal(signum: signal.Signa
         _get(f"http://127.0.0.1:{port}/stats", timeout=1)
 
 
+def test_demo_piped_into_a_reader_that_leaves_stops_quietly() -> None:
+    proc = subprocess.Popen(
+        [*COMMAND, "demo", "--cameras", "2", "--seconds", "30", "--size", "332x252",
+         "--no-snapshot"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert proc.stdout.readline().startswith(b"syncstream")  # like `| head -1`
+        proc.stdout.close()
+        proc.wait(timeout=20)
+        stderr = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "Traceback" not in stderr
+    assert not _processes_with("size=332x252:")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--snapshot", default="syncstream-demo.png", metavar="PATH",
                       help="PNG of the wall written at the end (default %(default)s)")  # fmt: skip
     demo.add_argument("--no-snapshot", action="store_true", help="write no PNG")
-    demo.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
+    demo.add_argument("--size", type=_size, metavar="WxH",
+                      help="picture size (default 640x480; 320x240 above 4 cameras)")  # fmt: skip
     demo.add_argument("--fps", type=_positive, default=30.0)
     demo.add_argument("--sync", choices=("nearest", "latest", "exact"), default="nearest",
                       help="alignment policy (default nearest)")  # fmt: skip
@@ -115,14 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``syncstream`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
         snapshot = None if args.no_snapshot else args.snapshot
+        size = args.size or ((640, 480) if args.cameras <= 4 else (320, 240))
         return run_demo(
             args.cameras,
             args.seconds,
-            size=args.size,
+            size=size,
             fps=args.fps,
             sync=args.sync,
             serve=args.serve,
