@@ -396,13 +396,15 @@ class Camera(ReaderSettings):
     receiver_host: str | None = Field(
         default=None,
         min_length=1,
-        description="Our address as the sender's host sees it; None: 127.0.0.1 for a local "
+        pattern=r"^([A-Za-z0-9._-]+|[0-9A-Fa-f:.]+)$",
+        description="Our address (a host name, IPv4 or IPv6 address) as the sender's host "
+        "sees it; None: 127.0.0.1 for a local "
         "sender, the address of our route to the host for a remote one.",
     )
     clock_offset: float | None = Field(
         default=None,
         description="Our clock minus the sender's, in seconds. None: measured over SSH for a "
-        "remote sender, 0 otherwise.",
+        "remote sender (a host whose cameras all have one given is not measured), 0 otherwise.",
     )
 
     @model_validator(mode="after")

@@ -117,6 +117,7 @@ class StreamGroup:
         self._partial = 0
         self._delivered = 0
         self._skipped = 0
+        self._overflow = 0
         self._skews: deque[float] = deque(maxlen=_WINDOW)
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._camera_offsets: dict[str, deque[float]] = {
@@ -350,6 +351,8 @@ class StreamGroup:
 
     def _on_frame(self, frame: Frame) -> None:
         with self._cond:
+            if len(self._inbox) == _INBOX:
+                self._overflow += 1  # the oldest waiting frame is pushed out
             self._inbox.append(frame)
             self._cond.notify_all()
 
@@ -460,6 +463,7 @@ class StreamGroup:
                 clock=aligner.clock if aligner is not None else "sender",
                 cameras=cameras,
                 processors={w.name: w.stats for w in self._workers},
+                overflow=self._overflow,
             )
 
     @property

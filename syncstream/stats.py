@@ -75,6 +75,9 @@ class GroupStats:
     clock: SyncClock
     cameras: dict[str, CameraStats]
     processors: dict[str, ProcessorStats]
+    #: Frames lost before alignment because the alignment thread fell behind (its inbox
+    #: holds 4096 frames); 0 unless the process is starved.
+    overflow: int = 0
 
     def lines(self) -> list[str]:
         """A status line per camera and one for the group, for a terminal or a log.

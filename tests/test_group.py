@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from syncstream import (
     Camera,
+    Frame,
     FrameSet,
     GroupStartError,
     PreflightFailed,
@@ -243,6 +245,22 @@ def test_remote_camera_over_ssh_has_its_clock_offset_measured(sshd: SshdServer) 
         assert 0 < measured["remote"].uncertainty <= measured["remote"].rtt
 
 
+def test_a_given_clock_offset_is_used_and_the_host_not_measured(
+    sshd: SshdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncstream.ssh")
+    host = ssh_host(sshd)
+    cams = [_camera("remote", host=host, receiver_host="127.0.0.1", clock_offset=0.25)]
+    with StreamGroup(cams) as group:
+        frame = group.read(timeout=15.0)["remote"]
+        assert group.clock_offsets == {}
+        assert group.stats.cameras["remote"].clock_offset == 0.25
+        assert frame.capture_time is not None
+        assert frame.capture_time - frame.arrival_time > 0.15  # shifted by the given 0.25 s
+    assert "connected" in caplog.text
+    assert "clock offset" not in caplog.text  # no round trips to the host
+
+
 def test_an_unreachable_ssh_host_is_named_with_the_camera(sshd: SshdServer) -> None:
     wrong_port = ssh_host(sshd, port=free_udp_port(), connect_timeout=2.0)
     cams = [_camera("ok"), _camera("lost", host=wrong_port, receiver_host="127.0.0.1")]
@@ -310,3 +328,21 @@ def test_exact_pairs_equal_timestamps_of_synchronised_recordings(
         sets = [group.read(timeout=15.0) for _ in range(20)]
     assert all(fs.complete and fs.skew == pytest.approx(0.0, abs=1e-4) for fs in sets)
     assert all(fs["left"].pts_time == fs["right"].pts_time for fs in sets)
+
+
+def test_a_receiver_address_that_is_not_a_host_is_refused() -> None:
+    for bad in ("10.0.0.1:1?x= y", "cam 1", "[::1]", "a/b"):
+        with pytest.raises(ValueError, match="receiver_host"):
+            _camera("a", receiver_host=bad)
+    assert _camera("a", receiver_host="fe80::1").receiver_host == "fe80::1"
+
+
+def test_frames_pushed_out_of_a_starved_alignment_inbox_are_counted() -> None:
+    group = StreamGroup([Camera(name="a", url="udp://127.0.0.1:9")])  # not started: no thread
+    now, mono, image = time.time(), time.monotonic(), np.zeros((2, 2, 3), np.uint8)
+    for seq in range(4096 + 10):  # the inbox holds 4096 frames
+        group._on_frame(
+            Frame(source="a", seq=seq, width=2, height=2, arrival_time=now, arrival_mono=mono,
+                  image=image)
+        )  # fmt: skip
+    assert group.stats.overflow == 10

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..clock import ClockOffset
-from ..config import Camera, SenderConfig, SSHHost
+from ..config import Camera, SenderConfig, SSHHost, parse_udp_destination
 from ..errors import GroupStartError
 from ..ssh import SSHSession
 from .base import Sender
@@ -46,7 +46,9 @@ def sender_config_for(camera: Camera) -> SenderConfig:
         address = "127.0.0.1"
     if ":" in address:
         address = f"[{address}]"
-    return config.model_copy(update={"destination": f"udp://{address}:{camera.port}"})
+    destination = f"udp://{address}:{camera.port}"
+    parse_udp_destination(destination, f"camera {camera.name!r}: receiver address")
+    return config.model_copy(update={"destination": destination})
 
 
 def _parallel(items: dict[K, Callable[[], T]]) -> dict[K, T | BaseException]:
@@ -85,9 +87,18 @@ class SenderFleet:
         hosts = {camera.host for camera in self.cameras if camera.host is not None}
         sessions = {host: SSHSession(host) for host in hosts}
         self._sessions.update(sessions)
+        measured = {  # a host whose cameras all have a clock_offset given is not measured
+            c.host for c in self.cameras if c.host is not None and c.clock_offset is None
+        }
 
-        def measure(session: SSHSession) -> Callable[[], ClockOffset]:
-            return lambda: session.connect().measure_clock_offset(self.clock_rounds)
+        def measure(session: SSHSession) -> Callable[[], ClockOffset | None]:
+            def connect_and_measure() -> ClockOffset | None:
+                session.connect()
+                if session.host not in measured:
+                    return None
+                return session.measure_clock_offset(self.clock_rounds)
+
+            return connect_and_measure
 
         results = _parallel({host: measure(session) for host, session in sessions.items()})
         for camera in self.cameras:
@@ -96,7 +107,7 @@ class SenderFleet:
             result = results[camera.host]
             if isinstance(result, BaseException):
                 self._failures[camera.name] = result
-            else:
+            elif result is not None:
                 self.offsets[camera.name] = result
         for host, result in results.items():
             if isinstance(result, ClockOffset):
