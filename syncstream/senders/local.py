@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO
 
 from ..config import RestartPolicy, SenderConfig
@@ -17,6 +20,28 @@ __all__ = ["LocalSender"]
 logger = logging.getLogger(__name__)
 
 _CHECK_TIMEOUT = 10.0
+
+#: Starts every local ffmpeg. Linux sends a child's parent-death signal when the *thread*
+#: that started it ends, so they are all started by this one thread, which lives as long
+#: as the process: if the program dies (SIGKILL included), its senders get SIGTERM.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncstream-spawner")
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv")
+
+
+def tied_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when this process dies (util-linux ``setpriv``).
+
+    Without ``setpriv`` the argv is returned as it is: a process killed with SIGKILL then
+    leaves its local senders running.
+    """
+    setpriv = _setpriv()
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 class _PopenHandle:
@@ -103,13 +128,19 @@ class LocalSender(Sender):
         return done.returncode, output
 
     def _spawn(self, sink: LineSink) -> ProcessHandle:
+        if shutil.which(self.argv[0]) is None:  # setpriv would start, then fail to exec it
+            raise SenderError(
+                f"{self.name}: cannot start {self.argv[0]!r}: not found (PATH or path)",
+                returncode=None,
+            )
         try:
-            process = subprocess.Popen(
-                self.argv,
+            process = _SPAWNER.submit(
+                subprocess.Popen,
+                tied_argv(self.argv),
                 stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-            )
+            ).result()
         except OSError as exc:
             raise SenderError(
                 f"{self.name}: cannot start {self.argv[0]!r}: {exc}", returncode=None
