@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 import pathlib
 import signal
@@ -12,8 +14,16 @@ import time
 
 import pytest
 
-from syncstream import Camera, FrameSet, SenderConfig, StreamGroup
+from syncstream import (
+    Camera,
+    FrameSet,
+    RestartPolicy,
+    SenderConfig,
+    StreamGroup,
+    VideoStream,
+)
 from syncstream.senders import free_udp_port
+from syncstream.testing.relay import ImpairmentRelay
 from syncstream.testing.sshd import SshdServer
 from tests.conftest import SenderFactory, ssh_host
 
@@ -168,3 +178,107 @@ def test_a_killed_receiver_leaves_no_local_sender_behind() -> None:
     finally:
         proc.kill()
     assert took < 5
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.timeout(60)
+def test_a_remote_ffmpeg_that_fails_is_reported_and_restarted_with_backoff(
+    sshd: SshdServer, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    starts = tmp_path / "starts"
+    failing = tmp_path / "ffmpeg-that-fails"
+    failing.write_text(
+        "#!/bin/sh\n"
+        f"date +%s.%N >> {starts}\n"
+        'timeout 1 ffmpeg "$@"\n'
+        'echo "camera unplugged: /dev/video0: Input/output error" >&2\n'
+        "exit 1\n"
+    )
+    failing.chmod(0o755)
+    config = SMALL.model_copy(
+        update={"ffmpeg": str(failing), "restart": RestartPolicy(delay=0.3, max_delay=5.0)}
+    )
+    cams = [
+        Camera(name="remote", sender=config, host=ssh_host(sshd), port=free_udp_port(),
+               receiver_host="127.0.0.1", stall_timeout=1.0),
+    ]  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="syncstream.senders")
+    with StreamGroup(cams) as group:
+        group.read(timeout=10)
+        sender = group.senders["remote"]
+        _wait_until(lambda: sender.restarts >= 3, 20, "three restarts")
+        assert group.stats.cameras["remote"].sender_restarts >= 3
+        assert any("camera unplugged" in line for line in sender.stderr_tail)
+    times = [float(line) for line in starts.read_text().split()]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) >= 3
+    assert gaps[1] > gaps[0] + 0.2 and gaps[2] > gaps[1] + 0.4  # 0.3, 0.6, 1.2 s waits
+    assert "exited with status 1: " in caplog.text and "camera unplugged" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_an_ssh_host_that_goes_away_leaves_the_other_cameras_running(
+    sshd: SshdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    remote = Camera(name="remote", sender=SMALL, host=ssh_host(sshd, connect_timeout=2.0),
+                    port=free_udp_port(), receiver_host="127.0.0.1", stall_timeout=1.0)  # fmt: skip
+    local = Camera(name="local", sender=SMALL, port=free_udp_port())
+    listener = [int(line.split()[0]) for line in _processes_with(str(sshd.workdir / "sshd_config"))]
+    assert len(listener) == 1
+    caplog.set_level(logging.WARNING)
+    with StreamGroup([local, remote], max_wait=0.3) as group:
+        _wait_until(lambda: not group.read(timeout=10).missing, 15, "both cameras")
+        for pid in [*_descendants(listener[0]), listener[0]]:  # the host is gone
+            os.kill(pid, signal.SIGKILL)
+        gone = time.monotonic()
+        _wait_until(lambda: group.read(timeout=3).missing == ("remote",), 5, "remote missing")
+        later = [group.read(timeout=3) for _ in range(30)]
+        assert all("local" in fs and fs.missing == ("remote",) for fs in later)
+        assert group.stats.cameras["remote"].sender_running is False
+        closing = time.monotonic()
+    assert time.monotonic() - closing < 10
+    assert time.monotonic() - gone < 30
+    assert "restart on" in caplog.text and "failed" in caplog.text  # it keeps trying
+    assert not _processes_with(f"udp://127.0.0.1:{remote.port}")
+
+
+@pytest.mark.timeout(60)
+def test_loss_and_reordering_are_counted_and_frames_keep_coming(
+    udp_sender: SenderFactory,
+) -> None:
+    """10 % of the datagrams lost and frames reordered: no crash, errors counted, frames flow."""
+    port = free_udp_port()
+    with ImpairmentRelay(
+        f"udp://127.0.0.1:{port}", delay=0.02, jitter=0.05, loss=0.10, keep_order=False, seed=7
+    ) as relay:
+        udp_sender(relay.port)
+        with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=3.0) as stream:
+            stream.read(timeout=10)
+            start = stream.stats.decoded
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                stream.read(timeout=3)  # never more than 3 s without a frame
+            stats = stream.stats
+        impaired = relay.stats
+    assert 0.07 < impaired.lost / impaired.received < 0.13
+    assert impaired.reordered > 0
+    assert stats.decoded - start > 30  # pictures keep coming through the damage
+    assert stats.decode_errors > 0 and stats.state.value in ("live", "closed")
+    assert stats.reconnects == 0

@@ -88,6 +88,8 @@ class RelayStats:
     #: Errors reported while sending, e.g. ``ConnectionRefusedError`` when nobody listens on
     #: the target (the kernel reports the ICMP error of an earlier datagram on a later send).
     send_errors: int = 0
+    #: Datagrams forwarded after one that arrived later than them (``keep_order=False``).
+    reordered: int = 0
 
 
 def _parse_target(target: str | tuple[str, int]) -> tuple[str, int]:
@@ -195,6 +197,8 @@ class ImpairmentRelay:
         self._lost = 0
         self._overflowed = 0
         self._send_errors = 0
+        self._reordered = 0
+        self._newest_sent = 0  # the highest arrival index forwarded so far
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -327,6 +331,7 @@ class ImpairmentRelay:
                 lost=self._lost,
                 overflowed=self._overflowed,
                 send_errors=self._send_errors,
+                reordered=self._reordered,
             )
 
     def __repr__(self) -> str:
@@ -397,7 +402,9 @@ class ImpairmentRelay:
         assert send is not None
         now_mono = time.monotonic()
         while self._queue and self._queue[0][0] <= now_mono:
-            _, _, payload = heapq.heappop(self._queue)
+            _, index, payload = heapq.heappop(self._queue)
+            overtaken = index < self._newest_sent
+            self._newest_sent = max(self._newest_sent, index)
             sent = errors = 0
             for _attempt in range(2):
                 try:
@@ -416,3 +423,4 @@ class ImpairmentRelay:
             with self._lock:
                 self._forwarded += sent
                 self._send_errors += errors
+                self._reordered += overtaken
