@@ -154,7 +154,9 @@ class StreamConfig(ReaderSettings):
         default=None, description="Name used in thread names, logs and stats; default: the URL."
     )
     clock_offset: float = Field(
-        default=0.0, description="Our clock minus the sender's clock, in seconds."
+        default=0.0,
+        allow_inf_nan=False,
+        description="Our clock minus the sender's clock, in seconds.",
     )
 
     @property
@@ -403,6 +405,7 @@ class Camera(ReaderSettings):
     )
     clock_offset: float | None = Field(
         default=None,
+        allow_inf_nan=False,
         description="Our clock minus the sender's, in seconds. None: measured over SSH for a "
         "remote sender (a host whose cameras all have one given is not measured), 0 otherwise.",
     )

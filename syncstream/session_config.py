@@ -210,8 +210,10 @@ def load_session_config(path: str | os.PathLike[str]) -> SessionConfig:
         data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{name}: not UTF-8 text: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or int() of over 4300 digits
         raise ConfigError(f"{name}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per level of nesting
+        raise ConfigError(f"{name}: not valid TOML: arrays or tables nested too deeply") from exc
     try:
         return SessionConfig.model_validate(data)
     except ValidationError as exc:
@@ -222,6 +224,7 @@ def load_session_config(path: str | os.PathLike[str]) -> SessionConfig:
 # -- error messages ------------------------------------------------------------------------
 
 Loc = tuple[int | str, ...]
+_SECRET_FIELDS = frozenset({"password", "passphrase"})
 
 
 def describe_validation_error(
@@ -247,20 +250,31 @@ def describe_validation_error(
             and loc[-1:] == ("host",)
             and isinstance(error.get("input"), str)
         ):
-            message = f"no [hosts.{error['input']}] table in the file"
+            message = f"no [{_format_loc(('hosts', error['input']))}] table in the file"
         elif error["type"] == "extra_forbidden":
             fields = _fields_at(model, loc[:-1])
             message = "unknown field" + (f"; allowed: {', '.join(fields)}" if fields else "")
         elif error["type"] == "missing":
             message = "required field missing"
-        elif "input" in error and not isinstance(error["input"], dict | list):
-            message += f" (got {error['input']!r})"
+        elif (
+            "input" in error
+            and not isinstance(error["input"], dict | list)
+            and not _SECRET_FIELDS.intersection(loc)  # never echo a password
+        ):
+            message += f" (got {_shown(error['input'])})"
         line = _line_for(lines_of, loc)
         prefix = (
             f"{filename}:{line}: " if filename and line else f"{filename}: " if filename else ""
         )
         out.append(f"  {prefix}{where}: {message}")
     return out
+
+
+def _shown(value: object) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an int of over 4300 digits (sys.get_int_max_str_digits)
+        return f"{type(value).__name__} too long to show"
 
 
 def _format_loc(loc: Loc) -> str:
@@ -354,7 +368,9 @@ def _key_lines(text: str) -> dict[Loc, int]:
                 path = (*path, counts[path])
         return path
 
-    for number, raw in enumerate(text.splitlines(), 1):
+    # Not splitlines(): TOML lines end with LF (or CRLF) only; "\x85" and "\u2028", which
+    # splitlines() also breaks at, are ordinary characters in TOML strings and comments.
+    for number, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -200,9 +200,56 @@ class BufferedConnection:
             sock.close()
 
 
+#: Largest picture a JPEG may declare (8K UHD): a few hundred bytes can claim 16000x16000,
+#: which would make the decoder allocate gigabytes, whatever ``max_frame_bytes`` says.
+MAX_JPEG_PIXELS = 7680 * 4320
+
+_SOF_MARKERS = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """The (width, height) a JPEG's frame header declares, or None when there is none."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(data) or length < 7:
+                return None
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return width, height
+        if length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
 def decode_jpeg_frame(data: bytes, *, sender_time: float | None = None) -> SourceFrame | None:
-    """Decode a JPEG into a :class:`SourceFrame`, or return ``None`` if it does not decode."""
+    """Decode a JPEG into a :class:`SourceFrame`, or return ``None`` if it does not decode.
+
+    A JPEG without a frame header, or declaring more than :data:`MAX_JPEG_PIXELS`, is not
+    decoded.
+    """
     if not data:
+        return None
+    size = jpeg_size(data)
+    if size is None or size[0] * size[1] > MAX_JPEG_PIXELS:
         return None
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)

@@ -53,6 +53,21 @@ def _multipart_boundary(content_type: str) -> str | None:
     return None
 
 
+def _decimal(text: str, limit: int) -> int | None:
+    """``text`` as a decimal number from 0 to ``limit``, else ``None``.
+
+    ``str.isdigit()`` alone also passes "²" and numbers over 4300 digits, which ``int()``
+    refuses with ``ValueError``.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(limit)):
+        return None
+    value = int(digits)
+    return value if value <= limit else None
+
+
 def _sender_time(headers: dict[str, str]) -> float | None:
     """The ``X-Timestamp`` header (epoch seconds) that mjpg-streamer puts on each part."""
     text = headers.get("x-timestamp")
@@ -151,10 +166,11 @@ class MjpegHttpSource(SocketSource):
         del conn.buffer[: match.end()]
         status_line, _, rest = head.partition(b"\n")
         fields = status_line.decode("latin-1").strip().split(None, 2)
-        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+        status = _decimal(fields[1], 999) if len(fields) >= 2 else None
+        if status is None or not fields[0].startswith("HTTP/"):
             raise SourceError(f"{self.name}: not an HTTP response: {status_line[:80]!r}")
         reason = fields[2] if len(fields) > 2 else ""
-        return int(fields[1]), reason, _parse_headers(rest)
+        return status, reason, _parse_headers(rest)
 
     def _check_response(self, status: int, reason: str, headers: dict[str, str]) -> bytes:
         """Return the boundary token to search for, or raise ``SourceError``."""
@@ -209,14 +225,15 @@ class MjpegHttpSource(SocketSource):
             body = self._scan_body(conn, deadline)
             return None if body is None else (headers, body)
         cap = self._config.max_frame_bytes
-        if not length_text.isdigit() or int(length_text) > cap:
+        length = _decimal(length_text, cap)
+        if length is None:
             self._count(
                 f"part Content-Length {length_text[:32]!r} over {cap} (max_frame_bytes) "
                 "or invalid; skipping to the next boundary",
                 rejected=True,
             )
             return None
-        return headers, conn.read_exact(int(length_text), deadline)
+        return headers, conn.read_exact(length, deadline)
 
     def _skip_to_boundary(self, conn: BufferedConnection, deadline: Deadline) -> None:
         """Consume bytes up to and including the next boundary line."""
@@ -279,14 +296,19 @@ class MjpegHttpSource(SocketSource):
     def _scan_body(self, conn: BufferedConnection, deadline: Deadline) -> bytes | None:
         """A body without Content-Length: the bytes before the next boundary token."""
         token, buf, cap = self._token, conn.buffer, self._config.max_frame_bytes
+        limit = cap + len(b"\r\n--")  # the most bytes before the token: a body at the cap
         search_from = 0
         while (position := buf.find(token, search_from)) < 0:
-            if len(buf) > cap + len(token):
+            if len(buf) >= limit + len(token):  # the token can only start after the limit
                 self._count(f"part without Content-Length over {cap} bytes", rejected=True)
                 del buf[: len(buf) - (len(token) - 1)]
                 return None
             search_from = max(0, len(buf) - (len(token) - 1))
             conn.fill(deadline)
+        if position > limit:  # over the cap, though its end came in the same read
+            self._count(f"part without Content-Length over {cap} bytes", rejected=True)
+            del buf[:position]
+            return None
         # The token stays in the buffer for _skip_to_boundary. Strip the delimiter's
         # "\r\n--": a JPEG ends with FF D9, so this never cuts picture data.
         body = bytes(buf[:position]).rstrip(b"-")
