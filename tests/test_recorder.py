@@ -42,7 +42,12 @@ Summary = tuple[object, ...]
 
 
 def _threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("syncstream-")]
+    """syncstream's threads, but the one that starts local senders for the process's life."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("syncstream-") and not t.name.startswith("syncstream-spawner")
+    ]
 
 
 @pytest.fixture(autouse=True)
