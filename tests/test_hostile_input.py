@@ -1089,3 +1089,15 @@ def test_a_clock_offset_must_be_finite(offset: float) -> None:
         StreamConfig(url="udp://127.0.0.1:9", clock_offset=offset)
     with pytest.raises(ValidationError, match="clock_offset"):
         Camera(name="a", url="udp://127.0.0.1:9", clock_offset=offset)
+
+
+@given(position=st.integers(min_value=2, max_value=400), extra=st.binary(min_size=1, max_size=3))
+@settings(max_examples=200, deadline=None)
+def test_the_size_check_refuses_no_jpeg_the_decoder_takes(position: int, extra: bytes) -> None:
+    """Bytes inserted in a JPEG's headers: libjpeg skips them to the next marker, and so
+    does the size check, so a picture OpenCV decodes is never refused for its size."""
+    data = encode_jpeg(synthetic_image(0, 64, 48))
+    damaged = data[:position] + extra + data[position:]
+    decoded = cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_COLOR)
+    if decoded is not None:
+        assert decode_jpeg_frame(damaged) is not None

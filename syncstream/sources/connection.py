@@ -216,11 +216,17 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         return None
     pos = 2
     while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
+        if data[pos] != 0xFF:  # garbage before a marker: skip it, as libjpeg does
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return None
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
+            continue
+        if marker == 0x00:  # a stuffed zero is data, not a marker: libjpeg skips it too
+            pos += 2
             continue
         if marker in _STANDALONE_MARKERS:
             pos += 2
