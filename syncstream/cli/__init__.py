@@ -19,32 +19,9 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import ConfigError
 from ..session_config import SessionConfig, load_session_config
+from .args import address_arg, positive_arg, size_arg
 
 __all__ = ["build_parser", "main"]
-
-
-def _size(text: str) -> tuple[int, int]:
-    width, sep, height = text.partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}")
-    return int(width), int(height)
-
-
-def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"address must look like 127.0.0.1:8080, not {text!r}")
-    return host.strip("[]"), int(port)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,22 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--cameras", type=int, default=4, choices=range(1, 17), metavar="N",
                       help="simulated cameras, 1 to 16 (default 4)")  # fmt: skip
-    demo.add_argument("--seconds", type=_positive, default=10.0, metavar="S",
+    demo.add_argument("--seconds", type=positive_arg, default=10.0, metavar="S",
                       help="run time (default 10)")  # fmt: skip
-    demo.add_argument("--serve", type=_address, metavar="HOST:PORT",
+    demo.add_argument("--serve", type=address_arg, metavar="HOST:PORT",
                       help="serve the wall and stats to browsers (web view)")  # fmt: skip
     demo.add_argument("--snapshot", default="syncstream-demo.png", metavar="PATH",
                       help="PNG of the wall written at the end (default %(default)s)")  # fmt: skip
     demo.add_argument("--no-snapshot", action="store_true", help="write no PNG")
-    demo.add_argument("--size", type=_size, metavar="WxH",
+    demo.add_argument("--size", type=size_arg, metavar="WxH",
                       help="picture size (default 640x480; 320x240 above 4 cameras)")  # fmt: skip
-    demo.add_argument("--fps", type=_positive, default=30.0)
+    demo.add_argument("--fps", type=positive_arg, default=30.0)
     demo.add_argument("--sync", choices=("nearest", "latest", "exact"), default="nearest",
                       help="alignment policy (default nearest)")  # fmt: skip
 
     run = commands.add_parser("run", help="run the cameras and processors of a session file")
     run.add_argument("config", metavar="FILE", help="session file (TOML)")
-    run.add_argument("--seconds", type=_positive, metavar="S", help="override [run] seconds")
+    run.add_argument("--seconds", type=positive_arg, metavar="S", help="override [run] seconds")
     run.add_argument("--snapshot", metavar="PATH", help="override [run] snapshot")
 
     check = commands.add_parser("check", help="preflight every host of a session file")
@@ -88,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = commands.add_parser("probe", help="what a stream carries and how late it arrives")
     probe.add_argument("url", help="udp://, rtsp://, http:// (MJPEG), tcp://, a file, ...")
-    probe.add_argument("--seconds", type=_positive, default=5.0, metavar="S",
+    probe.add_argument("--seconds", type=positive_arg, default=5.0, metavar="S",
                        help="how long to read after the first frame (default 5)")  # fmt: skip
     probe.add_argument("--backend", default="auto",
                        choices=("auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"))  # fmt: skip
-    probe.add_argument("--open-timeout", type=_positive, default=10.0, metavar="S")
+    probe.add_argument("--open-timeout", type=positive_arg, default=10.0, metavar="S")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 

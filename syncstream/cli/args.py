@@ -1,0 +1,38 @@
+"""Argument types shared by the ``syncstream`` command and the example scripts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["address_arg", "positive_arg", "size_arg"]
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """``WxH`` in even pixels, as ffmpeg's encoder wants them."""
+    width, sep, height = text.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}")
+    size = int(width), int(height)
+    if not all(2 <= side <= 8192 and side % 2 == 0 for side in size):
+        raise argparse.ArgumentTypeError(f"width and height must be even, 2 to 8192: {text!r}")
+    return size
+
+
+def address_arg(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6addr]:PORT``) for the web view; port 0 picks a free one."""
+    host, sep, port = text.rpartition(":")
+    if not (sep and host and port.isdigit() and int(port) <= 65535):
+        raise argparse.ArgumentTypeError(f"address must look like 127.0.0.1:8080, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def positive_arg(text: str) -> float:
+    """A finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
