@@ -16,13 +16,14 @@ For each camera count, each round runs these receivers in turn on the same strea
   options=LOW_DELAY_OPTIONS)``, slice threads) decoding every frame and converting it to
   BGR (``frame.to_ndarray(format="bgr24")``), no alignment: the floor;
 - ``syncstream``: ``StreamGroup(sync="nearest")`` with a processor that takes
-  ``fs.images`` (every camera's BGR picture: what a program does at least);
-- ``lazy``: the same group without a processor: frames are never converted to BGR;
-- ``eager`` (prototype): ``syncstream`` plus a frame listener on each camera's stream
-  that converts the frame in its reader thread, right after handing it to alignment, so
-  the processor finds the pictures ready: what converting in the readers would give;
-- ``pool`` (prototype): ``syncstream`` whose processor converts a set's pictures on a
-  pool of one thread per core instead of one after another in its own thread;
+  ``fs.images`` (every camera's BGR picture: what a program does at least). The group
+  converts each frame in its camera's reader thread (``GroupConfig.convert="auto"``), so
+  a set's pictures are converted in parallel and ready when the processor takes them;
+- ``lazy``: the same with ``convert="lazy"``: the processor converts a set's pictures
+  itself, one after another, on first access;
+- ``unconverted``: the group without a processor: frames are never converted to BGR;
+- ``pool`` (prototype): ``lazy`` whose processor converts a set's pictures on a pool of
+  one thread per core instead of one after another in its own thread;
 - ``processes`` (prototype): a process per camera runs the ``bare`` loop and writes each
   BGR picture into a ring of 16 slots in shared memory (``/dev/shm``), sending its slot,
   count and capture time through a pipe; one thread here feeds the library's
@@ -96,6 +97,7 @@ import numpy as np
 
 from syncstream import Camera, NoFrameYet, StreamGroup
 from syncstream.clock import MPEGTS_PTS_PERIOD, unwrap_pts_time
+from syncstream.config import ConvertPolicy
 from syncstream.frames import BGRImage, Frame, FrameSet
 from syncstream.processors.base import ProcessorWorker
 from syncstream.senders import free_udp_port
@@ -375,11 +377,6 @@ def touch_images(fs: FrameSet) -> None:
     fs.images  # noqa: B018  (converts each frame, once)
 
 
-def convert_now(frame: Frame) -> None:
-    """The ``eager`` prototype's frame listener: convert in the reader thread."""
-    frame.image  # noqa: B018
-
-
 class PoolImages:
     """The ``pool`` prototype's processor: a set's pictures converted on a few threads."""
 
@@ -401,17 +398,15 @@ def _image(frame: Frame) -> BGRImage:
 
 
 def run_group(feeds: list[Feed], warmup: float, seconds: float, mode: str) -> Measure:
-    """StreamGroup(sync="nearest"); ``mode``: ``syncstream``, ``lazy``, ``eager``, ``pool``."""
+    """StreamGroup(sync="nearest"); ``mode``: syncstream, lazy, unconverted or pool."""
     cams = [Camera(name=f.name, url=f.url, clock_offset=f.clock_offset) for f in feeds]
-    group = StreamGroup(cams, sync="nearest")
+    convert: ConvertPolicy = "auto" if mode == "syncstream" else "lazy"
+    group = StreamGroup(cams, sync="nearest", convert=convert)
     if mode == "pool":
         group.add_processor(PoolImages())
-    elif mode != "lazy":
+    elif mode != "unconverted":
         group.add_processor(touch_images)
     with group:
-        if mode == "eager":
-            for stream in group.streams.values():
-                stream.add_listener(convert_now)  # after the group's own listener
 
         def newest() -> list[tuple[int, float]]:
             frames = [group.streams[feed.name].latest() for feed in feeds]
@@ -612,7 +607,7 @@ RECEIVERS: dict[str, Callable[[list[Feed], float, float], Measure]] = {
     "bare": run_bare,
     "syncstream": _group_receiver("syncstream"),
     "lazy": _group_receiver("lazy"),
-    "eager": _group_receiver("eager"),
+    "unconverted": _group_receiver("unconverted"),
     "pool": _group_receiver("pool"),
     "processes": run_processes,
 }
@@ -771,7 +766,7 @@ def main() -> int:
         print_table(count, summary)
     if 16 in report:
         print("\ngoal at 16 cameras:")
-        for name in ("syncstream", "eager", "pool", "processes"):
+        for name in ("syncstream", "lazy", "pool", "processes"):
             if name in report[16]:
                 print(f"  {goal(report[16], name)}")
     return 0

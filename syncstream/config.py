@@ -16,6 +16,7 @@ __all__ = [
     "Camera",
     "CaptureClock",
     "Codec",
+    "ConvertPolicy",
     "GroupConfig",
     "InputKind",
     "MissingPolicy",
@@ -36,6 +37,7 @@ Codec = Literal["libx264", "mpeg2video", "mjpeg"]
 InputKind = Literal["pattern", "device", "file"]
 SyncPolicy = Literal["latest", "nearest", "exact"]
 MissingPolicy = Literal["partial", "wait"]
+ConvertPolicy = Literal["auto", "reader", "lazy"]
 
 #: ffmpeg lavfi sources a :class:`SenderConfig` accepts as a simulated camera.
 TEST_PATTERNS = frozenset(
@@ -464,4 +466,11 @@ class GroupConfig(_Model):
     )
     clock_rounds: int = Field(
         default=10, ge=1, le=1000, description="SSH round trips per remote host to measure offset."
+    )
+    convert: ConvertPolicy = Field(
+        default="auto",
+        description="Where frames become BGR pictures. 'reader': in each camera's reader "
+        "thread, right after the frame goes to alignment, so a set's pictures are converted "
+        "in parallel and ready when it is emitted; 'lazy': on first access of Frame.image; "
+        "'auto': 'reader' once a processor that uses pictures is added, else 'lazy'.",
     )

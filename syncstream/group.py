@@ -20,7 +20,15 @@ from types import TracebackType
 from typing import TypedDict, Unpack
 
 from .clock import ClockOffset
-from .config import Camera, GroupConfig, MissingPolicy, ReaderSettings, StreamConfig, SyncPolicy
+from .config import (
+    Camera,
+    ConvertPolicy,
+    GroupConfig,
+    MissingPolicy,
+    ReaderSettings,
+    StreamConfig,
+    SyncPolicy,
+)
 from .errors import (
     GroupStartError,
     ProcessorError,
@@ -61,6 +69,7 @@ class GroupOptions(TypedDict, total=False):
     exact_tolerance: float
     first_frame_wait: float
     clock_rounds: int
+    convert: ConvertPolicy
 
 
 def _as_camera(camera: Camera | str, index: int) -> Camera:
@@ -125,6 +134,7 @@ class StreamGroup:
         }
         self._emits: deque[float] = deque(maxlen=512)
         self._packet_listeners: list[Callable[[str, EncodedPacket], None]] = []
+        self._convert_in_reader = self.config.convert == "reader"
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -257,6 +267,8 @@ class StreamGroup:
                 count += 1
                 worker.name = f"{base}#{count}"
             self._workers.append(worker)
+            if self.config.convert == "auto" and getattr(processor, "uses_pictures", True):
+                self._convert_in_reader = True
             running = self._thread is not None
         if running:
             worker.start()
@@ -350,11 +362,20 @@ class StreamGroup:
     # -- alignment thread -------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
+        """Called in the camera's reader thread with each decoded frame."""
         with self._cond:
             if len(self._inbox) == _INBOX:
                 self._overflow += 1  # the oldest waiting frame is pushed out
             self._inbox.append(frame)
             self._cond.notify_all()
+        if self._convert_in_reader:
+            # Converting here, while the set gathers, spreads a set's conversions over the
+            # cameras' threads (the conversion releases the GIL) instead of leaving them all
+            # to the first processor that reads the set.
+            try:
+                frame.image  # noqa: B018
+            except Exception:  # left to the reader of .image, which raises it there
+                logger.debug("%s: frame %d not converted", frame.source, frame.seq, exc_info=True)
 
     def _run(self) -> None:
         try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from syncstream import (
     Camera,
@@ -26,8 +27,9 @@ from syncstream import (
     StreamGroup,
     SyncStreamError,
 )
-from syncstream.config import SyncPolicy
+from syncstream.config import ConvertPolicy, SyncPolicy
 from syncstream.probe import StampSender, decode_stamp
+from syncstream.processors.base import Processor, ProcessorWorker
 from syncstream.senders import free_udp_port
 from syncstream.testing.plugin import TsRecorder, TsReplayFactory
 from syncstream.testing.relay import ImpairmentRelay
@@ -346,3 +348,123 @@ def test_frames_pushed_out_of_a_starved_alignment_inbox_are_counted() -> None:
                   image=image)
         )  # fmt: skip
     assert group.stats.overflow == 10
+
+
+class _PacketsOnly:
+    """A processor that never reads pictures, like the recorder."""
+
+    uses_pictures = False
+
+    def __call__(self, frameset: FrameSet) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("convert", "processors", "in_reader"),
+    [
+        ("auto", [], False),  # nobody takes pictures: left to whoever reads .image
+        ("auto", [_PacketsOnly()], False),
+        ("auto", [_PacketsOnly(), lambda fs: None], True),
+        ("reader", [], True),
+        ("lazy", [lambda fs: None], False),
+    ],
+)
+def test_frames_are_converted_in_the_reader_thread_when_processors_take_pictures(
+    convert: ConvertPolicy, processors: list[Processor], in_reader: bool
+) -> None:
+    group = StreamGroup([Camera(name="a", url="udp://127.0.0.1:9")], convert=convert)
+    for processor in processors:
+        group.add_processor(processor)  # not started: no thread
+    converted_in: list[str] = []
+    image = np.zeros((2, 2, 3), np.uint8)
+
+    def convert_picture() -> NDArray[np.uint8]:
+        converted_in.append(threading.current_thread().name)
+        return image
+
+    frame = Frame(source="a", seq=0, width=2, height=2, arrival_time=time.time(),
+                  arrival_mono=time.monotonic(), convert=convert_picture)  # fmt: skip
+    reader = threading.Thread(target=group._on_frame, args=(frame,), name="camera-reader")
+    reader.start()
+    reader.join()
+    assert converted_in == (["camera-reader"] if in_reader else [])
+    assert frame.image is image  # converted once, whoever did it
+    assert len(converted_in) == 1
+    group.close()
+
+
+def test_a_frame_that_fails_to_convert_in_the_reader_raises_where_it_is_read() -> None:
+    group = StreamGroup([Camera(name="a", url="udp://127.0.0.1:9")], convert="reader")
+
+    def broken() -> NDArray[np.uint8]:
+        raise ValueError("bad picture")
+
+    frame = Frame(source="a", seq=0, width=2, height=2, arrival_time=time.time(),
+                  arrival_mono=time.monotonic(), convert=broken)  # fmt: skip
+    group._on_frame(frame)  # survived in the reader
+    assert list(group._inbox) == [frame]  # and the frame still goes to alignment
+    with pytest.raises(ValueError, match="bad picture"):
+        frame.image  # noqa: B018
+
+
+def _set(seq: int) -> FrameSet:
+    now, mono = time.time(), time.monotonic()
+    return FrameSet(seq=seq, frames={}, missing=("a",), skew=0.0, time=now, clock="sender",
+                    emitted_time=now, emitted_mono=mono)  # fmt: skip
+
+
+def test_closing_a_worker_lets_the_waiting_set_through_before_close() -> None:
+    seen: list[int] = []
+    busy = threading.Event()
+
+    class Slow:
+        closed_after: list[int] | None = None
+
+        def __call__(self, frameset: FrameSet) -> None:
+            busy.set()
+            time.sleep(0.2)
+            seen.append(frameset.seq)
+
+        def close(self) -> None:
+            self.closed_after = list(seen)
+
+    processor = Slow()
+    worker = ProcessorWorker(processor).start()
+    worker.submit(_set(1))
+    assert busy.wait(5.0)
+    worker.submit(_set(2))  # waits in the slot while set 1 is processed
+    worker.close()
+    assert seen == [1, 2] and processor.closed_after == [1, 2]
+    assert worker.stats.processed == 2 and worker.stats.skipped == 0
+    worker.submit(_set(3))  # after close: ignored
+    assert worker.stats.processed == 2
+
+
+def test_a_hung_worker_is_closed_after_its_timeout_and_never_called_again() -> None:
+    release, calls = threading.Event(), []
+
+    class Hung:
+        closed = False
+
+        def __call__(self, frameset: FrameSet) -> None:
+            calls.append((frameset.seq, self.closed))
+            release.wait(10.0)
+
+        def close(self) -> None:
+            self.closed = True
+
+    processor = Hung()
+    worker = ProcessorWorker(processor).start()
+    worker.submit(_set(1))
+    while not calls:
+        time.sleep(0.01)
+    worker.submit(_set(2))
+    started = time.monotonic()
+    worker.close(timeout=0.3)
+    assert time.monotonic() - started < 2.0
+    assert processor.closed and worker.stats.skipped == 1  # set 2 dropped, counted
+    release.set()
+    deadline = time.monotonic() + 5.0
+    while worker.stats.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not worker.stats.running and calls == [(1, False)]

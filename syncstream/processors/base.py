@@ -38,7 +38,12 @@ _JOIN_TIMEOUT = 2.0
 
 
 class Processor(Protocol):
-    """Anything called with each frame set: a function or an object with ``__call__``."""
+    """Anything called with each frame set: a function or an object with ``__call__``.
+
+    A processor that never reads ``Frame.image`` (it counts, records packets or serves
+    stats) may say so with a class attribute ``uses_pictures = False``: a group whose
+    processors all say so leaves frames unconverted (``GroupConfig.convert="auto"``).
+    """
 
     def __call__(self, frameset: FrameSet, /) -> None: ...
 
@@ -145,21 +150,27 @@ class ProcessorWorker:
             self._cond.notify()
 
     def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
-        """Stop taking sets, let a running call finish (up to ``timeout``), close the
-        processor if it has ``close()``; idempotent."""
+        """Stop taking sets; let the running call and the set waiting in the slot finish
+        (up to ``timeout`` in all), so a processor that keeps up sees every set the group
+        emitted; then close the processor if it has ``close()``. Idempotent.
+
+        A set still waiting after ``timeout`` (the processor hangs) is dropped, counted as
+        skipped: the processor is never called after its ``close()``.
+        """
         with self._cond:
             if self._closed:
                 return
             self._closed = True
-            if self._slot is not None:
-                self._skipped += 1
-                self._slot = None
             self._cond.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
                 logger.warning("processor %s: still running after %.1f s", self.name, timeout)
+        with self._cond:
+            if self._slot is not None:  # never started, or still busy: the set is not seen
+                self._skipped += 1
+                self._slot = None
         if isinstance(self.processor, SupportsClose):
             try:
                 self.processor.close()
@@ -193,10 +204,9 @@ class ProcessorWorker:
             with self._cond:
                 while self._slot is None and not self._closed:
                     self._cond.wait()
-                if self._closed:
-                    return
                 frameset, self._slot = self._slot, None
-            assert frameset is not None
+            if frameset is None:  # closed, nothing left to do
+                return
             started = time.monotonic()
             failure: Exception | None = None
             try:

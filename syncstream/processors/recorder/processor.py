@@ -84,6 +84,10 @@ class Recorder:
     after :meth:`close` raises ``RecordingError``. The directory must not hold a recording.
     """
 
+    #: Copies encoded packets; only sources without them are converted, in each camera's
+    #: writer thread. So the group need not convert pictures for it (GroupConfig.convert).
+    uses_pictures = False
+
     def __init__(
         self,
         directory: str | os.PathLike[str],

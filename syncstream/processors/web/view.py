@@ -134,6 +134,9 @@ class WebView:
     ...     print("open", view.url)
     """
 
+    #: As a processor it only keeps the newest set's timing (GroupConfig.convert).
+    uses_pictures = False
+
     def __init__(
         self,
         outputs: Showable | Sequence[Showable] | Mapping[str, Showable],
