@@ -240,9 +240,9 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             height = int.from_bytes(data[pos + 5 : pos + 7], "big")
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
             return width, height
-        if length < 2:
-            return None
-        pos += 2 + length
+        # A length under 2 (which counts itself) skips nothing more; libjpeg then looks for
+        # the next marker from there, and so does this.
+        pos += 2 + max(2, length)
     return None
 
 
