@@ -17,9 +17,11 @@ from pydantic import BaseModel  # noqa: E402
 
 from syncstream.config import (  # noqa: E402
     Camera,
+    CameraStream,
     GroupConfig,
     RestartPolicy,
     SenderConfig,
+    SenderOutput,
     SSHHost,
     StreamConfig,
 )
@@ -36,8 +38,10 @@ TARGET = ROOT / "docs" / "configuration.md"
 MODELS: list[type[BaseModel]] = [
     StreamConfig,
     Camera,
+    CameraStream,
     GroupConfig,
     SenderConfig,
+    SenderOutput,
     RestartPolicy,
     SSHHost,
 ]

@@ -11,12 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from .errors import ConfigError
 
 __all__ = [
+    "MAIN_ROLE",
     "TEST_PATTERNS",
     "Backend",
     "Camera",
+    "CameraStream",
     "CaptureClock",
     "Codec",
     "ConvertPolicy",
+    "Encoding",
     "GroupConfig",
     "InputKind",
     "MissingPolicy",
@@ -24,6 +27,7 @@ __all__ = [
     "RestartPolicy",
     "SSHHost",
     "SenderConfig",
+    "SenderOutput",
     "StreamConfig",
     "SyncPolicy",
     "parse_udp_destination",
@@ -33,11 +37,17 @@ __all__ = [
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
 CaptureClock = Literal["auto", "sender", "none"]
-Codec = Literal["libx264", "mpeg2video", "mjpeg"]
+#: Encoders a sender may use. Each must be carried in MPEG-TS so that FFmpeg demuxes and
+#: decodes it again: MJPEG is not (its demuxer sees a data stream), so it is not offered.
+Codec = Literal["libx264", "mpeg2video"]
 InputKind = Literal["pattern", "device", "file"]
 SyncPolicy = Literal["latest", "nearest", "exact"]
 MissingPolicy = Literal["partial", "wait"]
 ConvertPolicy = Literal["auto", "reader", "lazy"]
+
+#: The role of a camera's own stream: full resolution, for display and recording.
+MAIN_ROLE = "main"
+_ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 #: ffmpeg lavfi sources a :class:`SenderConfig` accepts as a simulated camera.
 TEST_PATTERNS = frozenset(
@@ -80,6 +90,25 @@ def redact_text(text: str, url: str) -> str:
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _even_size(value: tuple[int, int]) -> tuple[int, int]:
+    width, height = value
+    if not (2 <= width <= 8192 and 2 <= height <= 8192) or width % 2 or height % 2:
+        raise ValueError(f"size must be even numbers from 2 to 8192, got {value!r}")
+    return value
+
+
+def _check_roles(roles: list[str]) -> None:
+    for role in roles:
+        if role == MAIN_ROLE:
+            raise ValueError(
+                f"role {MAIN_ROLE!r} is the camera's own stream; name further streams otherwise"
+            )
+        if not _ROLE_PATTERN.match(role):
+            raise ValueError(
+                f"role {role!r}: lower-case letters, digits and '_', starting with a letter"
+            )
 
 
 class ReaderSettings(_Model):
@@ -155,6 +184,12 @@ class StreamConfig(ReaderSettings):
     name: str | None = Field(
         default=None, description="Name used in thread names, logs and stats; default: the URL."
     )
+    role: str = Field(
+        default=MAIN_ROLE,
+        pattern=_ROLE_PATTERN.pattern,
+        description="Which of its camera's streams this is ('main', 'sub', ...); its frames "
+        "carry it as Frame.role.",
+    )
     clock_offset: float = Field(
         default=0.0,
         allow_inf_nan=False,
@@ -163,8 +198,10 @@ class StreamConfig(ReaderSettings):
 
     @property
     def display_name(self) -> str:
-        """The stream's name, or its URL without credentials when none was given."""
-        return self.name if self.name is not None else redact_url(self.url)
+        """The stream's name (with its role unless main), or its URL without credentials."""
+        if self.name is None:
+            return redact_url(self.url)
+        return self.name if self.role == MAIN_ROLE else f"{self.name}:{self.role}"
 
 
 class RestartPolicy(_Model):
@@ -190,6 +227,54 @@ class RestartPolicy(_Model):
         if self.max_delay < self.delay:
             raise ValueError("max_delay must be >= delay")
         return self
+
+
+class Encoding(_Model):
+    """A further encoding of a camera's captured frames; a field left None is the main's."""
+
+    size: tuple[int, int] | None = Field(
+        default=None, description="Width and height (even numbers); None: the main stream's."
+    )
+    fps: float | None = Field(
+        default=None,
+        gt=0,
+        le=240,
+        description="Frames per second, at most the main stream's (frames are taken from it, "
+        "keeping their capture times); None: the main stream's.",
+    )
+    codec: Codec | None = Field(default=None, description="None: the main stream's codec.")
+    bitrate: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?[kKmM]?$",
+        description="Target bitrate such as '400k'; None: the encoder's default.",
+    )
+    gop: int | None = Field(
+        default=None, ge=1, le=600, description="Frames between keyframes; None: one second."
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if value is None else _even_size(value)
+
+    @property
+    def encodes(self) -> bool:
+        """True when any encoding field is set."""
+        fields = (self.size, self.fps, self.codec, self.bitrate, self.gop)
+        return any(value is not None for value in fields)
+
+
+class SenderOutput(Encoding):
+    """One further output of a sender: the same captured frames, encoded again, sent to
+    ``destination``. A sender with outputs reads its input once."""
+
+    destination: str = Field(description="udp://host:port of this output's receiver.")
+
+    @field_validator("destination")
+    @classmethod
+    def _check_destination(cls, value: str) -> str:
+        parse_udp_destination(value)
+        return value
 
 
 class SenderConfig(_Model):
@@ -218,7 +303,7 @@ class SenderConfig(_Model):
     fps: float = Field(default=30.0, gt=0, le=240, description="Frames per second.")
     codec: Codec = Field(
         default="libx264",
-        description="libx264 (ultrafast, zerolatency), mpeg2video (no B-frames) or mjpeg.",
+        description="libx264 (ultrafast, zerolatency) or mpeg2video (no B-frames).",
     )
     bitrate: str | None = Field(
         default=None,
@@ -239,6 +324,12 @@ class SenderConfig(_Model):
         description="Burn the sender's wall clock into the picture (top right), to see skew.",
     )
     loop: bool = Field(default=True, description="File input: start again at its end.")
+    outputs: dict[str, SenderOutput] = Field(
+        default_factory=dict,
+        description="Further streams by role ('sub', ...): one ffmpeg reads the input once "
+        "and sends each its own encoding of the same frames, with the same capture times. "
+        "A StreamGroup fills them in from Camera.streams.",
+    )
     ffmpeg: str = Field(
         default="ffmpeg",
         min_length=1,
@@ -274,10 +365,18 @@ class SenderConfig(_Model):
     @field_validator("size")
     @classmethod
     def _check_size(cls, value: tuple[int, int]) -> tuple[int, int]:
-        width, height = value
-        if not (2 <= width <= 8192 and 2 <= height <= 8192) or width % 2 or height % 2:
-            raise ValueError(f"size must be even numbers from 2 to 8192, got {value!r}")
-        return value
+        return _even_size(value)
+
+    @model_validator(mode="after")
+    def _check_outputs(self) -> SenderConfig:
+        _check_roles(list(self.outputs))
+        for role, output in self.outputs.items():
+            if output.fps is not None and output.fps > self.fps:
+                raise ValueError(
+                    f"outputs.{role}.fps {output.fps:g} is above the input's {self.fps:g}: "
+                    "an output can only take frames the camera captured"
+                )
+        return self
 
     @field_validator("pkt_size")
     @classmethod
@@ -367,6 +466,25 @@ class SSHHost(_Model):
         return f"{user}{self.hostname}:{self.port}"
 
 
+class CameraStream(Encoding):
+    """A further stream of a camera, by role: e.g. ``sub``, small, for detection.
+
+    With the camera's ``sender``, the same ffmpeg encodes it from the frames it captures
+    for the main stream (size, fps, codec, ... default to the main's) and sends it to
+    ``port``. A camera that streams already (an IP camera's sub stream) gives its ``url``.
+    """
+
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="UDP port the sender streams this role to."
+    )
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where to read this stream; None with a sender: from port, like the "
+        "camera's own.",
+    )
+
+
 class Camera(ReaderSettings):
     """One camera of a StreamGroup: where its video is read, and which sender to start.
 
@@ -411,6 +529,12 @@ class Camera(ReaderSettings):
         description="Our clock minus the sender's, in seconds. None: measured over SSH for a "
         "remote sender (a host whose cameras all have one given is not measured), 0 otherwise.",
     )
+    streams: dict[str, CameraStream] = Field(
+        default_factory=dict,
+        description="Further streams by role, e.g. sub = {port = 9101, size = [320, 240], "
+        "fps = 10}: one sender encodes them all from the same captured frames; each is read "
+        "beside the main stream and aligned into frame sets of its role.",
+    )
 
     @model_validator(mode="after")
     def _check_roles(self) -> Camera:
@@ -421,15 +545,57 @@ class Camera(ReaderSettings):
                 raise ValueError(f"camera {self.name!r}: host and port need a sender")
         elif self.sender.destination is None and self.port is None:
             raise ValueError(f"camera {self.name!r}: a sender needs a port to stream to")
+        _check_roles(list(self.streams))
+        for role, stream in self.streams.items():
+            if self.sender is None:
+                if stream.url is None:
+                    raise ValueError(f"camera {self.name!r}: stream {role!r} needs a url")
+                if stream.port is not None or stream.encodes:
+                    raise ValueError(
+                        f"camera {self.name!r}: stream {role!r}: port, size, fps, codec, "
+                        "bitrate and gop need the camera's sender"
+                    )
+                continue
+            if stream.port is None:
+                raise ValueError(
+                    f"camera {self.name!r}: stream {role!r} needs a port for the sender"
+                )
+            if stream.fps is not None and stream.fps > self.sender.fps:
+                raise ValueError(
+                    f"camera {self.name!r}: stream {role!r}: fps {stream.fps:g} is above the "
+                    f"sender's {self.sender.fps:g}"
+                )
+            if self.sender.outputs:
+                raise ValueError(
+                    f"camera {self.name!r}: give further streams in Camera.streams or in "
+                    "sender.outputs, not both"
+                )
         return self
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        """``"main"`` and the roles of :attr:`streams`."""
+        return (MAIN_ROLE, *self.streams)
+
+    @property
     def listen_url(self) -> str:
-        """The URL the group's reader opens for this camera."""
-        if self.url is not None:
-            return self.url
+        """The URL the group's reader opens for this camera's main stream."""
+        return self.listen_url_for(MAIN_ROLE)
+
+    def listen_url_for(self, role: str) -> str:
+        """The URL the group's reader opens for the camera's stream of ``role``."""
+        if role == MAIN_ROLE:
+            url, port = self.url, self.port
+        else:
+            try:
+                stream = self.streams[role]
+            except KeyError:
+                raise KeyError(f"camera {self.name!r} has no {role!r} stream") from None
+            url, port = stream.url, stream.port
+        if url is not None:
+            return url
         bind = "0.0.0.0" if self.host is not None else "127.0.0.1"  # remote: any interface
-        return f"udp://{bind}:{self.port}"
+        return f"udp://{bind}:{port}"
 
 
 class GroupConfig(_Model):

@@ -27,6 +27,7 @@ class Frame:
     was captured, mapped to our clock (``None`` when the stream does not carry it);
     ``arrival_time`` is our wall clock when the frame was decoded; ``arrival_mono`` the
     same instant on ``time.monotonic()``; ``pts_time`` the raw stream timestamp in seconds.
+    ``role`` says which of the camera's streams it came from (``"main"``, ``"sub"``, ...).
     """
 
     __slots__ = (
@@ -38,6 +39,7 @@ class Frame:
         "capture_time",
         "height",
         "pts_time",
+        "role",
         "seq",
         "source",
         "width",
@@ -56,6 +58,7 @@ class Frame:
         pts_time: float | None = None,
         image: BGRImage | None = None,
         convert: Callable[[], BGRImage] | None = None,
+        role: str = "main",
     ) -> None:
         if image is None and convert is None:
             raise ValueError("a Frame needs an image or a convert function")
@@ -67,6 +70,7 @@ class Frame:
         self.arrival_mono = arrival_mono
         self.capture_time = capture_time
         self.pts_time = pts_time
+        self.role = role
         self._image = image
         self._convert = convert
         self._lock = threading.Lock()
@@ -92,8 +96,9 @@ class Frame:
         return self.arrival_time - self.capture_time
 
     def __repr__(self) -> str:
+        role = "" if self.role == "main" else f", role={self.role!r}"
         return (
-            f"Frame(source={self.source!r}, seq={self.seq}, {self.width}x{self.height}, "
+            f"Frame(source={self.source!r}{role}, seq={self.seq}, {self.width}x{self.height}, "
             f"capture_time={self.capture_time!r}, arrival_time={self.arrival_time:.6f})"
         )
 
@@ -123,6 +128,9 @@ class FrameSet:
     emitted_time: float
     #: The same instant on ``time.monotonic()``.
     emitted_mono: float
+    #: Which of the cameras' streams the frames are from: ``"main"`` or a further role such
+    #: as ``"sub"`` (a camera without that stream gives its main frames).
+    role: str = "main"
 
     @property
     def capture_time(self) -> float | None:
@@ -169,7 +177,8 @@ class FrameSet:
 
     def __repr__(self) -> str:
         missing = f", missing={list(self.missing)}" if self.missing else ""
+        role = "" if self.role == "main" else f", role={self.role!r}"
         return (
-            f"FrameSet(seq={self.seq}, cameras={list(self.frames)}{missing}, "
+            f"FrameSet(seq={self.seq}{role}, cameras={list(self.frames)}{missing}, "
             f"skew={self.skew * 1000:.1f} ms, clock={self.clock})"
         )

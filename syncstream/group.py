@@ -1,11 +1,13 @@
 """StreamGroup: several cameras read at once and handed over as synchronized frame sets.
 
 The group owns everything it starts: the cameras' senders (:class:`SenderFleet`), one
-:class:`VideoStream` per camera, the alignment thread and one worker per processor.
-Reader threads hand every decoded frame to the alignment thread, which feeds the pure
-:class:`~syncstream.sync.Aligner` and publishes each complete :class:`FrameSet` to the
-newest-set slot that :meth:`StreamGroup.read` takes from, and to every processor's slot.
-Nothing downstream can block a reader: a slow consumer only skips sets.
+:class:`VideoStream` per camera and stream role, the alignment thread and one worker per
+processor. Reader threads hand every decoded frame to the alignment thread, which feeds
+the pure :class:`~syncstream.sync.Aligner` of each role (a :class:`_Lane`: ``main``, and
+``sub`` or any further role a camera declares) and publishes each complete
+:class:`FrameSet` to that role's newest-set slot, which :meth:`StreamGroup.read` takes
+from, and to the slots of the role's processors. Nothing downstream can block a reader:
+a slow consumer only skips sets.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from types import TracebackType
 from typing import TypedDict, Unpack
 
 from .clock import ClockOffset
 from .config import (
+    MAIN_ROLE,
     Camera,
     ConvertPolicy,
     GroupConfig,
@@ -76,6 +80,30 @@ def _as_camera(camera: Camera | str, index: int) -> Camera:
     return camera if isinstance(camera, Camera) else Camera(name=f"cam{index}", url=camera)
 
 
+class _Lane:
+    """The frame sets of one stream role: its aligner, newest set, figures and processors.
+
+    Every camera feeds each lane: with its stream of the lane's role, or with its main
+    stream when it has none of that role. The group's lock guards all of it.
+    """
+
+    def __init__(self, role: str, names: Sequence[str]) -> None:
+        self.role = role
+        self.aligner: Aligner[Frame] | None = None
+        self.sources: dict[str, VideoStream] = {}  # camera name -> the stream feeding it
+        self.workers: list[ProcessorWorker] = []
+        self.latest: FrameSet | None = None
+        self.seq = -1
+        self.last_read_seq = -1
+        self.partial = 0
+        self.delivered = 0
+        self.skipped = 0
+        self.skews: deque[float] = deque(maxlen=_WINDOW)
+        self.latencies: deque[float] = deque(maxlen=_WINDOW)
+        self.offsets: dict[str, deque[float]] = {name: deque(maxlen=_WINDOW) for name in names}
+        self.emits: deque[float] = deque(maxlen=512)
+
+
 class StreamGroup:
     """Reads several cameras and hands over frame sets aligned by capture time.
 
@@ -108,33 +136,36 @@ class StreamGroup:
         base = config.model_dump() if config is not None else {}
         self.config = GroupConfig.model_validate({**base, **options})
         self.names = tuple(names)
+        roles = [MAIN_ROLE]
+        for camera in self.cameras:
+            roles += [role for role in camera.streams if role not in roles]
+        #: ``"main"`` and every further stream role a camera declares, e.g. ``"sub"``.
+        self.roles = tuple(roles)
+        #: Each camera's main stream, by camera name (see :meth:`streams_of` for others).
         self.streams: dict[str, VideoStream] = {}
+        self._lanes = {role: _Lane(role, names) for role in self.roles}
         self._fleet = SenderFleet(self.cameras, clock_rounds=self.config.clock_rounds)
         self._offsets: dict[str, float] = {}
         self._cond = threading.Condition()
         self._inbox: deque[Frame] = deque(maxlen=_INBOX)
-        self._aligner: Aligner[Frame] | None = None
+        self._routes: dict[tuple[str, str], list[_Lane]] = {}  # (camera, role) -> lanes fed
+        for camera in self.cameras:
+            self._routes[camera.name, MAIN_ROLE] = [
+                lane for lane in self._lanes.values() if lane.role not in camera.streams
+            ]
+            for role in camera.streams:
+                self._routes[camera.name, role] = [self._lanes[role]]
         self._thread: threading.Thread | None = None
-        self._workers: list[ProcessorWorker] = []
         self._started = False
         self._closed = False
         self._ended = False
         self._error: BaseException | None = None
-        self._latest: FrameSet | None = None
-        self._seq = -1
-        self._last_read_seq = -1
-        self._partial = 0
-        self._delivered = 0
-        self._skipped = 0
         self._overflow = 0
-        self._skews: deque[float] = deque(maxlen=_WINDOW)
-        self._latencies: deque[float] = deque(maxlen=_WINDOW)
-        self._camera_offsets: dict[str, deque[float]] = {
-            camera.name: deque(maxlen=_WINDOW) for camera in self.cameras
-        }
-        self._emits: deque[float] = deque(maxlen=512)
         self._packet_listeners: list[Callable[[str, EncodedPacket], None]] = []
-        self._convert_in_reader = self.config.convert == "reader"
+        # (camera, role) whose frames the reader thread converts: see GroupConfig.convert
+        self._convert: set[tuple[str, str]] = (
+            set(self._routes) if self.config.convert == "reader" else set()
+        )
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -156,22 +187,23 @@ class StreamGroup:
             self.close()
             raise
         config = self.config
-        self._aligner = Aligner(
-            self.names,
-            policy=config.sync,
-            max_skew=config.max_skew,
-            max_wait=config.max_wait,
-            on_missing=config.on_missing,
-            history=max(camera.history for camera in self.cameras),
-            exact_tolerance=config.exact_tolerance,
-            start_mono=time.monotonic(),
-            first_frame_wait=config.first_frame_wait,
-        )
+        start_mono = time.monotonic()
+        with self._cond:
+            for lane in self._lanes.values():
+                lane.aligner = Aligner(
+                    self.names,
+                    policy=config.sync,
+                    max_skew=config.max_skew,
+                    max_wait=config.max_wait,
+                    on_missing=config.on_missing,
+                    history=max(camera.history for camera in self.cameras),
+                    exact_tolerance=config.exact_tolerance,
+                    start_mono=start_mono,
+                    first_frame_wait=config.first_frame_wait,
+                )
         self._thread = threading.Thread(target=self._run, name="syncstream-group", daemon=True)
         self._thread.start()
-        with self._cond:
-            workers = list(self._workers)
-        for worker in workers:
+        for worker in self._all_workers():
             worker.start()
         logger.info(
             "group of %d cameras started (%s, max_skew %s)",
@@ -192,16 +224,24 @@ class StreamGroup:
             self._offsets[camera.name] = offset
             settings = camera.model_dump(include=set(ReaderSettings.model_fields))
             try:
-                config = StreamConfig(
-                    url=camera.listen_url, name=camera.name, clock_offset=offset, **settings
-                )
-                stream = VideoStream(config)
-                stream.add_listener(self._on_frame, consume=True)
-                with self._cond:  # each packet listener lands on each stream exactly once
-                    for packet_listener in self._packet_listeners:
-                        stream.add_packet_listener(partial(packet_listener, camera.name))
-                    self.streams[camera.name] = stream
-                stream.start()
+                for role in camera.roles:  # the camera's streams share its clock offset
+                    config = StreamConfig(
+                        url=camera.listen_url_for(role),
+                        name=camera.name,
+                        role=role,
+                        clock_offset=offset,
+                        **settings,
+                    )
+                    stream = VideoStream(config)
+                    stream.add_listener(self._on_frame, consume=True)
+                    with self._cond:  # each packet listener lands on each stream exactly once
+                        if role == MAIN_ROLE:
+                            for packet_listener in self._packet_listeners:
+                                stream.add_packet_listener(partial(packet_listener, camera.name))
+                            self.streams[camera.name] = stream
+                        for lane in self._routes[camera.name, role]:
+                            lane.sources[camera.name] = stream
+                    stream.start()
             except (SyncStreamError, ValueError) as exc:
                 failures[camera.name] = exc
         if failures:
@@ -215,14 +255,13 @@ class StreamGroup:
                 return
             self._closed = True
             self._cond.notify_all()
-            workers = list(self._workers)
-        for worker in workers:
+        for worker in self._all_workers():
             worker.close(timeout)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self._fleet.stop()
-        for stream in self.streams.values():
+        for stream in self._all_streams():
             stream.close(timeout)
         logger.info("group of %d cameras closed", len(self.names))
 
@@ -240,7 +279,12 @@ class StreamGroup:
     # -- processors -------------------------------------------------------------------
 
     def add_processor(
-        self, processor: Processor, *, name: str | None = None, on_error: ErrorPolicy = "log"
+        self,
+        processor: Processor,
+        *,
+        name: str | None = None,
+        on_error: ErrorPolicy = "log",
+        role: str | None = None,
     ) -> ProcessorWorker:
         """Run ``processor(frameset)`` on its own worker for every new set it can take.
 
@@ -251,31 +295,59 @@ class StreamGroup:
         group. A processor with an ``attach(group)`` method
         (:class:`~syncstream.processors.SupportsAttach`) is attached first. Returns the
         worker (its ``stats``).
+
+        ``role`` picks the sets it gets: those of the cameras' ``"main"`` streams, or of a
+        further role such as ``"sub"`` (cameras without that stream give their main
+        frames). None: the processor's own ``role`` attribute (the speaker detector asks
+        for ``"sub"``), falling back to ``"main"`` when no camera has that role, else
+        ``"main"``. A ``role`` given here that no camera has raises ``ValueError``.
         """
         with self._cond:
             if self._closed:
                 raise StreamClosed("stream group is closed")
+        lane = self._lane_for(processor, role)
         if isinstance(processor, SupportsAttach):
             processor.attach(self)
         worker = ProcessorWorker(processor, name=name, on_error=on_error, on_fatal=self._fatal)
         with self._cond:
             if self._closed:
                 raise StreamClosed("stream group is closed")
-            taken = {w.name for w in self._workers}
+            taken = {w.name for w in self._all_workers()}
             base, count = worker.name, 1
             while worker.name in taken:
                 count += 1
                 worker.name = f"{base}#{count}"
-            self._workers.append(worker)
+            lane.workers.append(worker)
             if self.config.convert == "auto" and getattr(processor, "uses_pictures", True):
-                self._convert_in_reader = True
+                self._convert.update(r for r, lanes in self._routes.items() if lane in lanes)
             running = self._thread is not None
         if running:
             worker.start()
         return worker
 
+    def _lane_for(self, processor: Processor, role: str | None) -> _Lane:
+        if role is not None:
+            return self._lane(role)
+        wanted = getattr(processor, "role", MAIN_ROLE)
+        if isinstance(wanted, str) and wanted in self._lanes:
+            return self._lanes[wanted]
+        if wanted != MAIN_ROLE:
+            logger.info("%s: no camera has a %r stream; it gets main sets", processor, wanted)
+        return self._lanes[MAIN_ROLE]
+
+    def _lane(self, role: str) -> _Lane:
+        try:
+            return self._lanes[role]
+        except KeyError:
+            roles = list(self.roles)
+            raise ValueError(f"no camera has a {role!r} stream; roles: {roles}") from None
+
+    def _all_workers(self) -> list[ProcessorWorker]:
+        return [worker for lane in self._lanes.values() for worker in lane.workers]
+
     def add_packet_listener(self, listener: Callable[[str, EncodedPacket], None]) -> None:
-        """Call ``listener(camera_name, packet)`` for every encoded packet of every camera.
+        """Call ``listener(camera_name, packet)`` for every encoded packet of every camera's
+        main stream.
 
         See :meth:`VideoStream.add_packet_listener`: called in the camera's reader thread,
         it must return quickly; cameras whose source has no encoded packets never call it.
@@ -295,20 +367,24 @@ class StreamGroup:
 
     # -- consumer side ----------------------------------------------------------------
 
-    def read(self, timeout: float | None = None) -> FrameSet:
+    def read(self, timeout: float | None = None, *, role: str = MAIN_ROLE) -> FrameSet:
         """Return the newest frame set not returned before, waiting up to ``timeout`` s.
+
+        ``role``: sets of the cameras' main streams, or of a further role (``"sub"``);
+        each role has its own sets, numbered from 0. ``ValueError`` for an unknown role.
 
         Raises ``ReadTimeout`` when none is complete in time, ``StreamEnded`` once every
         camera ended (files), ``StreamFailed`` when every camera stopped and one failed,
         ``ProcessorError`` after a fatal processor error, ``StreamClosed`` after close().
         """
+        lane = self._lane(role)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                latest = self._latest
-                if latest is not None and latest.seq > self._last_read_seq:
-                    self._last_read_seq = latest.seq
-                    self._delivered += 1
+                latest = lane.latest
+                if latest is not None and latest.seq > lane.last_read_seq:
+                    lane.last_read_seq = latest.seq
+                    lane.delivered += 1
                     return latest
                 self._raise_if_done()
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -368,7 +444,7 @@ class StreamGroup:
                 self._overflow += 1  # the oldest waiting frame is pushed out
             self._inbox.append(frame)
             self._cond.notify_all()
-        if self._convert_in_reader:
+        if (frame.source, frame.role) in self._convert:
             # Converting here, while the set gathers, spreads a set's conversions over the
             # cameras' threads (the conversion releases the GIL) instead of leaving them all
             # to the first processor that reads the set.
@@ -387,14 +463,19 @@ class StreamGroup:
                 self._cond.notify_all()
 
     def _align_loop(self) -> None:
-        aligner = self._aligner
-        assert aligner is not None
+        lanes: list[tuple[_Lane, Aligner[Frame]]] = []
+        for lane in self._lanes.values():
+            assert lane.aligner is not None
+            lanes.append((lane, lane.aligner))
+        streams = self._all_streams()
         next_check = time.monotonic() + _CHECK_INTERVAL
         while True:
             with self._cond:
                 while not self._inbox and not self._closed and self._error is None:
                     now = time.monotonic()
-                    wake = min(next_check, aligner.next_deadline(now) or next_check)
+                    wake = next_check
+                    for _, aligner in lanes:
+                        wake = min(wake, aligner.next_deadline(now) or wake)
                     if wake <= now:
                         break
                     self._cond.wait(wake - now)
@@ -403,25 +484,30 @@ class StreamGroup:
                 frames = list(self._inbox)
                 self._inbox.clear()
                 for frame in frames:
-                    aligner.add(frame)
+                    for lane in self._routes.get((frame.source, frame.role), ()):
+                        assert lane.aligner is not None
+                        lane.aligner.add(frame)
                 now = time.monotonic()
-                for match in aligner.poll(now):
-                    self._publish(match)
+                for lane, aligner in lanes:
+                    for match in aligner.poll(now):
+                        self._publish(lane, match)
                 if now >= next_check:
                     next_check = now + _CHECK_INTERVAL
-                    if all(stream.state in _DONE for stream in self.streams.values()):
-                        for match in aligner.poll(now + 2 * aligner.max_wait):  # flush
-                            self._publish(match)
+                    if all(stream.state in _DONE for stream in streams):
+                        for lane, aligner in lanes:
+                            for match in aligner.poll(now + 2 * aligner.max_wait):  # flush
+                                self._publish(lane, match)
                         self._ended = True
                         self._cond.notify_all()
                         logger.info("every camera of the group stopped")
                         return
 
-    def _publish(self, match: Match[Frame]) -> None:
-        """Make ``match`` the newest set (the caller holds the lock) and feed processors."""
-        self._seq += 1
+    def _publish(self, lane: _Lane, match: Match[Frame]) -> None:
+        """Make ``match`` the lane's newest set (the caller holds the lock); feed its
+        processors."""
+        lane.seq += 1
         frameset = FrameSet(
-            seq=self._seq,
+            seq=lane.seq,
             frames=match.frames,
             missing=match.missing,
             skew=match.skew,
@@ -429,63 +515,91 @@ class StreamGroup:
             clock=match.clock,
             emitted_time=time.time(),
             emitted_mono=time.monotonic(),
+            role=lane.role,
         )
-        previous = self._latest
-        if previous is not None and previous.seq > self._last_read_seq:
-            self._skipped += 1
-        self._latest = frameset
+        previous = lane.latest
+        if previous is not None and previous.seq > lane.last_read_seq:
+            lane.skipped += 1
+        lane.latest = frameset
         if match.missing:
-            self._partial += 1
-        self._skews.append(match.skew)
-        self._latencies.append(frameset.latency)
+            lane.partial += 1
+        lane.skews.append(match.skew)
+        lane.latencies.append(frameset.latency)
         for name, offset in match.offsets.items():
-            self._camera_offsets[name].append(offset)
-        self._emits.append(frameset.emitted_mono)
+            lane.offsets[name].append(offset)
+        lane.emits.append(frameset.emitted_mono)
         self._cond.notify_all()
-        for worker in self._workers:
+        for worker in lane.workers:
             worker.submit(frameset)
+
+    def _all_streams(self) -> list[VideoStream]:
+        """Every stream of the group, each once (a main stream may feed several lanes)."""
+        with self._cond:
+            found = {id(s): s for s in self.streams.values()}
+            for lane in self._lanes.values():
+                found.update((id(s), s) for s in lane.sources.values())
+        return list(found.values())
+
+    def streams_of(self, role: str) -> dict[str, VideoStream]:
+        """The stream that feeds each camera's frames into the sets of ``role``: its stream
+        of that role, or its main stream when it has none. ``ValueError``: unknown role."""
+        lane = self._lane(role)
+        with self._cond:
+            return dict(lane.sources)
 
     # -- stats ------------------------------------------------------------------------
 
     @property
     def stats(self) -> GroupStats:
-        """A snapshot of the group's, its cameras' and its processors' counters."""
-        senders = self._fleet.senders
+        """A snapshot of the group's, its cameras' and its processors' counters.
+
+        The sets, skew, latency and cameras are those of the main streams' sets; the
+        processors are all of the group's; ``roles`` holds the same figures for the sets
+        of every further role (``stats.roles["sub"]``).
+        """
         with self._cond:
-            aligner = self._aligner
-            cameras = {}
-            for name, stream in self.streams.items():
-                counts = aligner.counts(name) if aligner is not None else None
-                sender = senders.get(name)
-                offsets = sorted(self._camera_offsets[name])
-                cameras[name] = CameraStats(
-                    name=name,
-                    stream=stream.stats,
-                    used=counts.used if counts else 0,
-                    dropped=counts.dropped if counts else 0,
-                    waiting=aligner.waiting(name) if aligner is not None else 0,
-                    clock_offset=self._offsets.get(name, 0.0),
-                    sender_running=None if sender is None else sender.is_running,
-                    sender_restarts=0 if sender is None else sender.restarts,
-                    offset_p50=percentile(offsets, 0.5),
-                )
-            skews, latencies = sorted(self._skews), sorted(self._latencies)
-            rate = per_second(self._emits, time.monotonic(), _RATE_WINDOW)
-            return GroupStats(
-                sets=self._seq + 1,
-                partial=self._partial,
-                delivered=self._delivered,
-                skipped=self._skipped,
-                sets_per_second=rate,
-                skew_p50=percentile(skews, 0.5),
-                skew_p95=percentile(skews, 0.95),
-                latency_p50=percentile(latencies, 0.5),
-                latency_p95=percentile(latencies, 0.95),
-                clock=aligner.clock if aligner is not None else "sender",
-                cameras=cameras,
-                processors={w.name: w.stats for w in self._workers},
-                overflow=self._overflow,
+            others = {role: self._lane_stats(lane) for role, lane in self._lanes.items()}
+            main = others.pop(MAIN_ROLE)
+            processors = {w.name: w.stats for w in self._all_workers()}
+        return replace(main, processors=processors, roles=others)
+
+    def _lane_stats(self, lane: _Lane) -> GroupStats:
+        """The figures of ``lane``'s sets (the caller holds the lock)."""
+        senders = self._fleet.senders
+        aligner = lane.aligner
+        cameras = {}
+        for name, stream in lane.sources.items():
+            counts = aligner.counts(name) if aligner is not None else None
+            sender = senders.get(name)
+            offsets = sorted(lane.offsets[name])
+            cameras[name] = CameraStats(
+                name=name,
+                stream=stream.stats,
+                used=counts.used if counts else 0,
+                dropped=counts.dropped if counts else 0,
+                waiting=aligner.waiting(name) if aligner is not None else 0,
+                clock_offset=self._offsets.get(name, 0.0),
+                sender_running=None if sender is None else sender.is_running,
+                sender_restarts=0 if sender is None else sender.restarts,
+                offset_p50=percentile(offsets, 0.5),
             )
+        skews, latencies = sorted(lane.skews), sorted(lane.latencies)
+        return GroupStats(
+            sets=lane.seq + 1,
+            partial=lane.partial,
+            delivered=lane.delivered,
+            skipped=lane.skipped,
+            sets_per_second=per_second(lane.emits, time.monotonic(), _RATE_WINDOW),
+            skew_p50=percentile(skews, 0.5),
+            skew_p95=percentile(skews, 0.95),
+            latency_p50=percentile(latencies, 0.5),
+            latency_p95=percentile(latencies, 0.95),
+            clock=aligner.clock if aligner is not None else "sender",
+            cameras=cameras,
+            processors={w.name: w.stats for w in lane.workers},
+            overflow=self._overflow,
+            role=lane.role,
+        )
 
     @property
     def clock_offsets(self) -> dict[str, ClockOffset]:

@@ -78,6 +78,7 @@ class Session:
                     switch_ratio=speaker.switch_ratio,
                     detect_every=speaker.detect_every,
                     view_size=speaker.view_size,
+                    role=speaker.role,
                 )
                 self.group.add_processor(self.speaker)
             if config.record is not None:

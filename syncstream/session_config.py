@@ -100,6 +100,12 @@ class SpeakerSettings(_Model):
     view_size: tuple[int, int] = Field(
         default=(320, 320), description="Width and height of the speaker view in pixels."
     )
+    role: str = Field(
+        default="sub",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="The camera streams searched for faces: 'sub' where a camera has one "
+        "(its main stream otherwise), or 'main'.",
+    )
 
 
 class RecordSettings(_Model):

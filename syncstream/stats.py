@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .sync import SyncClock
@@ -78,23 +78,34 @@ class GroupStats:
     #: Frames lost before alignment because the alignment thread fell behind (its inbox
     #: holds 4096 frames); 0 unless the process is starved.
     overflow: int = 0
+    #: Which streams' sets these figures are of: "main", or a further role such as "sub".
+    role: str = "main"
+    #: The same figures for the sets of each further role (empty in those themselves).
+    roles: Mapping[str, GroupStats] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """A status line per camera and one for the group, for a terminal or a log.
 
         Camera: state, fps, latency p50 (capture to decode), skew (its median offset from
         the set's time), drops (frames the reader skipped plus frames no set could use),
-        decode errors and sender restarts. Group: sets/s, skew and set latency p50/p95.
+        decode errors and sender restarts. Group: sets/s, skew and set latency p50/p95, and
+        the same for the sets of each further stream role (``group:sub``).
         """
-        width = max([5, *(len(name) for name in self.cameras)])
+        width = max([5, *(len(name) for name in self.cameras), *(len(r) + 6 for r in self.roles)])
         lines = [_camera_line(camera, width) for camera in self.cameras.values()]
-        lines.append(
-            f"{'group':<{width}} {self.clock:<8} {self.sets_per_second:5.1f} sets/s  "
-            f"skew p50 {_ms(self.skew_p50)} p95 {_ms(self.skew_p95)} ms  "
-            f"latency p50 {_ms(self.latency_p50)} p95 {_ms(self.latency_p95)} ms  "
-            f"sets {self.sets} partial {self.partial}"
-        )
+        lines.append(_group_line("group", self, width))
+        for role, stats in self.roles.items():  # further stream roles: one line each
+            lines.append(_group_line(f"group:{role}", stats, width))
         return lines
+
+
+def _group_line(label: str, stats: GroupStats, width: int) -> str:
+    return (
+        f"{label:<{width}} {stats.clock:<8} {stats.sets_per_second:5.1f} sets/s  "
+        f"skew p50 {_ms(stats.skew_p50)} p95 {_ms(stats.skew_p95)} ms  "
+        f"latency p50 {_ms(stats.latency_p50)} p95 {_ms(stats.latency_p95)} ms  "
+        f"sets {stats.sets} partial {stats.partial}"
+    )
 
 
 def _ms(seconds: float | None, sign: bool = False) -> str:

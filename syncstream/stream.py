@@ -54,6 +54,7 @@ class StreamOptions(TypedDict, total=False):
     """Keyword options of :class:`VideoStream`: the fields of :class:`StreamConfig`."""
 
     name: str | None
+    role: str
     backend: Backend
     realtime: bool
     loop: bool
@@ -129,6 +130,8 @@ class VideoStream:
         else:
             self.config = StreamConfig(url=str(source), **options)
         self.name = self.config.display_name
+        #: The name its frames carry as ``Frame.source``: the camera's, for every role.
+        self.source = self.config.name if self.config.name is not None else self.name
         self._source_factory = source_factory or create_source
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -445,7 +448,8 @@ class VideoStream:
                     self._cond.wait()  # read() and close() notify
             self._seq += 1
             frame = Frame(
-                source=self.name,
+                source=self.source,
+                role=self.config.role,
                 seq=self._seq,
                 width=source_frame.width,
                 height=source_frame.height,

@@ -259,6 +259,76 @@ def test_the_talking_camera_becomes_the_speaker_without_flicker(photos: Photos) 
         assert not np.array_equal(view[VIEW[1] - 10 :], expected[VIEW[1] - 10 :])  # labelled
 
 
+class _MainStream:
+    """What the detector asks a group's main stream for: its recent frames."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+
+    def recent(self) -> list[Frame]:
+        return self.frames[-8:]
+
+
+def _as_role(fs: FrameSet, role: str, scale: float) -> FrameSet:
+    """``fs`` as the set of a ``role`` stream ``scale`` times the size: same capture times."""
+    frames = {}
+    for name, frame in fs.frames.items():
+        image = cv2.resize(frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        frames[name] = Frame(source=name, seq=frame.seq, width=image.shape[1],
+                             height=image.shape[0], arrival_time=frame.arrival_time,
+                             arrival_mono=frame.arrival_mono, capture_time=frame.capture_time,
+                             image=np.ascontiguousarray(image), role=role)  # fmt: skip
+    return FrameSet(fs.seq, frames, fs.missing, fs.skew, fs.time, fs.clock, fs.emitted_time,
+                    fs.emitted_mono, role=role)  # fmt: skip
+
+
+def test_faces_found_on_sub_frames_are_mapped_to_main_and_the_view_cut_from_main(
+    photos: Photos,
+) -> None:
+    results: list[SpeakerResult] = []
+    detector = SpeakerDetector(on_result=results.append, view_size=VIEW)
+    assert detector.role == "sub"
+    streams = {"a": _MainStream(), "b": _MainStream()}
+    detector.attach(types.SimpleNamespace(streams=streams))  # type: ignore[arg-type]
+    views = []
+    for main in _sets(photos, [True] * TALK_SETS):
+        for name, frame in main.frames.items():
+            streams[name].frames.append(frame)
+            newer = Frame(source=name, seq=frame.seq + 1000, width=frame.width,
+                          height=frame.height, arrival_time=frame.arrival_time + 0.01,
+                          arrival_mono=frame.arrival_mono,
+                          capture_time=(frame.capture_time or 0.0) + 0.01,
+                          image=np.zeros_like(frame.image))  # fmt: skip
+            streams[name].frames.append(newer)  # the view must not take the newer frame
+        detector(_as_role(main, "sub", 0.5))
+        latest = detector.output.latest()
+        assert latest is not None
+        views.append((main, latest.image))
+    locked = [r.active for r in results].index("b")
+    assert locked < 15
+    for result in results:
+        assert result.role == "sub"
+        # found at half size, and at full size once mapped
+        assert any(_iou(box, _half(photos.face_b)) > 0.6 for box in result.faces["b"])
+        assert any(_iou(box, photos.face_b) > 0.6 for box in result.main_faces["b"])
+        assert any(_iou(box, photos.face_a) > 0.6 for box in result.main_faces["a"])
+        assert len(result.main_faces["b"]) == len(result.faces["b"])
+    for (main, view), result in zip(views[locked:], results[locked:], strict=True):
+        assert result.active == "b" and result.main_active_face is not None
+        assert _iou(result.main_active_face, photos.face_b) > 0.6
+        # cut from the main frame of the same capture time, at main resolution
+        expected = crop_face(main["b"].image, result.main_active_face, VIEW, margin=0.3)
+        top = slice(0, VIEW[1] * 3 // 4)
+        assert np.array_equal(view[top], expected[top])
+    image = photos.b.copy()
+    annotate_speaker(image, results[-1], "b", main=True)
+    assert not np.array_equal(image, photos.b)
+
+
+def _half(box: Box) -> Box:
+    return box[0] // 2, box[1] // 2, box[2] // 2, box[3] // 2
+
+
 def test_missing_cameras_score_nothing_and_a_short_gap_keeps_the_speaker(photos: Photos) -> None:
     results: list[SpeakerResult] = []
     detector = SpeakerDetector(on_result=results.append, hold=6)

@@ -32,12 +32,14 @@ from .faces import (
     mouth_aspect_ratio,
 )
 from .output import HasOutput, ImageOutput, OutputImage
+from .overlay import Box, scale_box
 from .recorder import CameraRecordingStats, Recorder, RecorderStats
 from .speaker import SpeakerDetector, SpeakerResult, SpeakerSelector, annotate_speaker, crop_face
 from .wall import SideBySide, Wall, grid_shape, letterbox
 from .web import WebClientStats, WebOutputStats, WebView, WebViewStats
 
 __all__ = [
+    "Box",
     "CameraRecordingStats",
     "DlibLandmarks",
     "ErrorPolicy",
@@ -71,4 +73,5 @@ __all__ = [
     "grid_shape",
     "letterbox",
     "mouth_aspect_ratio",
+    "scale_box",
 ]

@@ -23,12 +23,23 @@ __all__ = [
     "draw_marker",
     "format_clock",
     "put_label",
+    "scale_box",
 ]
 
 #: A rectangle in pixels: x, y (top-left), width, height, as OpenCV's detectors return it.
 Box = tuple[int, int, int, int]
 #: A colour in OpenCV's BGR order.
 Color = tuple[int, int, int]
+
+
+def scale_box(box: Box, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box:
+    """``box`` (x, y, w, h) in a picture of ``from_size`` (width, height) moved to the same
+    place in a picture of ``to_size`` showing the same view, e.g. from a camera's sub
+    stream to its main stream."""
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    x, y, w, h = box
+    return round(x * sx), round(y * sy), round(w * sx), round(h * sy)
+
 
 WHITE: Color = (255, 255, 255)
 GREEN: Color = (60, 220, 60)

@@ -6,6 +6,11 @@ each face's mouth moves, and picks the camera of the talking face with hysteresi
 (:class:`SpeakerSelector`), so the choice does not flicker between cameras or on pauses
 between words. It reports a :class:`SpeakerResult` and publishes the *speaker view*: the
 active face, cropped and letterboxed to a fixed size.
+
+It asks its group for the sets of the cameras' ``sub`` streams (small, cheap to search)
+where the cameras have one, and maps the faces it finds to ``main`` pixels
+(:attr:`SpeakerResult.main_faces`); the view is cropped from the main frame captured at
+the same instant, so detection costs no display resolution.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from ..config import MAIN_ROLE
 from ..errors import ConfigError
-from ..frames import BGRImage, FrameSet
+from ..frames import BGRImage, Frame, FrameSet
 from .faces import FaceDetector, GrayImage, HaarFaceDetector, MouthMotionScorer, MouthScorer
 from .output import ImageOutput
-from .overlay import Box, draw_face_boxes, put_label
+from .overlay import Box, draw_face_boxes, put_label, scale_box
 from .wall import letterbox
+
+if TYPE_CHECKING:
+    from ..group import StreamGroup
 
 __all__ = [
     "SpeakerDetector",
@@ -62,6 +72,14 @@ class SpeakerResult:
     time: float
     #: Cameras without a frame in the set: they score nothing.
     missing: tuple[str, ...] = ()
+    #: The role of the frames searched (``"sub"``, or ``"main"``): :attr:`faces` and
+    #: :attr:`active_face` are in their pixels.
+    role: str = MAIN_ROLE
+    #: :attr:`faces` in the pixels of each camera's main stream (the same boxes when the
+    #: main frames were searched). A camera whose main size is not known yet is absent.
+    main_faces: dict[str, list[Box]] = field(default_factory=dict)
+    #: :attr:`active_face` in the active camera's main pixels.
+    main_active_face: Box | None = None
 
 
 class SpeakerSelector:
@@ -202,11 +220,18 @@ def crop_face(image: BGRImage, box: Box, size: tuple[int, int], *, margin: float
     return canvas
 
 
-def annotate_speaker(image: BGRImage, result: SpeakerResult, camera: str) -> BGRImage:
+def annotate_speaker(
+    image: BGRImage, result: SpeakerResult, camera: str, *, main: bool = False
+) -> BGRImage:
     """Outline ``camera``'s faces of ``result`` on ``image`` (that camera's frame), the
-    talking one marked, each labelled with its score; draws in place and returns it."""
-    boxes = result.faces.get(camera, [])
-    talking = [camera == result.active and box == result.active_face for box in boxes]
+    talking one marked, each labelled with its score; draws in place and returns it.
+
+    ``main=True``: ``image`` is the camera's main frame, so the boxes mapped to it
+    (:attr:`SpeakerResult.main_faces`) are drawn rather than those of the searched frame.
+    """
+    boxes = (result.main_faces if main else result.faces).get(camera, [])
+    active_face = result.main_active_face if main else result.active_face
+    talking = [camera == result.active and box == active_face for box in boxes]
     labels = [f"{score:.3f}" for score in result.face_scores.get(camera, [])]
     return draw_face_boxes(image, boxes, active=talking, labels=labels)
 
@@ -224,7 +249,16 @@ class SpeakerDetector:
     processor's thread), and :attr:`output` gets the speaker view: the talking face with
     ``margin``, letterboxed to ``view_size`` (width, height) and labelled with its camera,
     or a dark "no speaker" picture of the same size.
+
+    ``role`` is the stream role it asks its group for (:meth:`StreamGroup.add_processor`):
+    ``"sub"`` by default, so cameras with a small sub stream are searched on it and the
+    others on their main stream. Faces found on a sub frame are mapped to main pixels by
+    the ratio of the two sizes (both streams show the whole picture), and the view is
+    cropped from the main frame with the same capture time.
     """
+
+    #: Recorded-only processors use main; detection is cheaper on a small stream.
+    role: str = "sub"
 
     def __init__(
         self,
@@ -241,6 +275,7 @@ class SpeakerDetector:
         margin: float = 0.3,
         on_result: Callable[[SpeakerResult], None] | None = None,
         name: str = "speaker",
+        role: str = "sub",
     ) -> None:
         """Describe the detector (no I/O); a bad value raises :class:`~syncstream.ConfigError`."""
         if cameras is not None:
@@ -266,11 +301,17 @@ class SpeakerDetector:
         self.view_size = (int(view_size[0]), int(view_size[1]))
         self.margin = margin
         self.on_result = on_result
+        self.role = role
+        self._group: StreamGroup | None = None
         self._output = ImageOutput(name)
         self._state: dict[str, _Camera] = {}
         self._lock = threading.Lock()
         self._result: SpeakerResult | None = None
         self._view: BGRImage | None = None
+
+    def attach(self, group: StreamGroup) -> None:
+        """Keep ``group``: its main streams give the sizes to map faces to, and the view."""
+        self._group = group
 
     @property
     def output(self) -> ImageOutput:
@@ -309,6 +350,15 @@ class SpeakerDetector:
         if active is not None and face_scores.get(active):
             best = int(np.argmax(face_scores[active]))
             active_face = faces[active][best]
+        mains = {name: self._main_frame(frameset, name) for name in faces}
+        main_faces = {
+            name: [scale_box(box, _size(frameset.frames[name]), _size(main)) for box in boxes]
+            for name, boxes in faces.items()
+            if (main := mains[name]) is not None
+        }
+        main_active_face: Box | None = None
+        if active is not None and active_face is not None and active in main_faces:
+            main_active_face = main_faces[active][faces[active].index(active_face)]
         result = SpeakerResult(
             active=active,
             scores=scores,
@@ -318,10 +368,13 @@ class SpeakerDetector:
             frameset_seq=frameset.seq,
             time=frameset.time,
             missing=tuple(missing),
+            role=frameset.role,
+            main_faces=main_faces,
+            main_active_face=main_active_face,
         )
         with self._lock:
             self._result = result
-        self._publish(frameset, result)
+        self._publish(frameset, result, mains)
         if self.on_result is not None:
             self.on_result(result)
 
@@ -343,9 +396,30 @@ class SpeakerDetector:
         state.previous = gray
         return per_face
 
-    def _publish(self, frameset: FrameSet, result: SpeakerResult) -> None:
+    def _main_frame(self, frameset: FrameSet, camera: str) -> Frame | None:
+        """The main frame captured with ``camera``'s frame of ``frameset``: that frame on a
+        main set; else the main stream's recent frame of the same capture time, or its
+        newest (None before the first)."""
+        frame = frameset.frames[camera]
+        if frame.role == MAIN_ROLE:
+            return frame
+        stream = None if self._group is None else self._group.streams.get(camera)
+        recent = [] if stream is None else stream.recent()
+        for candidate in reversed(recent):
+            if candidate.capture_time is not None and candidate.capture_time == frame.capture_time:
+                return candidate
+        return recent[-1] if recent else None
+
+    def _publish(
+        self, frameset: FrameSet, result: SpeakerResult, mains: Mapping[str, Frame | None]
+    ) -> None:
         active = result.active
-        if active is not None and result.active_face is not None:
+        main = None if active is None else mains.get(active)
+        if active is not None and main is not None and result.main_active_face is not None:
+            box = result.main_active_face
+            view = crop_face(main.image, box, self.view_size, margin=self.margin)
+            put_label(view, active, anchor="bottom-left")
+        elif active is not None and result.active_face is not None:
             image = frameset.frames[active].image
             view = crop_face(image, result.active_face, self.view_size, margin=self.margin)
             put_label(view, active, anchor="bottom-left")
@@ -360,8 +434,13 @@ class SpeakerDetector:
     def close(self) -> None:
         """Close :attr:`output` (its readers get ``StreamClosed``); idempotent."""
         self._output.close()
+        self._group = None
 
     def __repr__(self) -> str:
         result = self.result
         active = None if result is None else result.active
         return f"SpeakerDetector(cameras={self.cameras!r}, active={active!r})"
+
+
+def _size(frame: Frame) -> tuple[int, int]:
+    return frame.width, frame.height

@@ -26,12 +26,16 @@ from ..errors import ConfigError
 
 __all__ = [
     "clock_text_filter",
+    "decimate_filter",
+    "encoder_args",
     "free_udp_port",
     "input_args",
+    "mpegts_udp_mux_args",
     "mpegts_udp_output_args",
     "receiver_address",
     "sender_argv",
     "simulated_camera_argv",
+    "stamp_filters",
     "testsrc_input_args",
 ]
 
@@ -55,6 +59,7 @@ def mpegts_udp_output_args(
     pes_length: bool = True,
     stamp_wallclock: bool = True,
     overlay_filters: Sequence[str] = (),
+    fps: float = 30.0,
 ) -> list[str]:
     """Output arguments: stamp the wall clock into the PTS, encode, mux MPEG-TS to ``url``.
 
@@ -63,29 +68,67 @@ def mpegts_udp_output_args(
     makes receivers wait for the next frame before handing over the current one.
     ``stamp_wallclock=False`` keeps the input's own timestamps, for inputs that already
     carry the wall clock (V4L2 with ``-ts abs``). ``extra_filters`` run before the stamp,
-    ``overlay_filters`` after it (they may read the wall clock as ``t``).
+    ``overlay_filters`` after it (they may read the wall clock as ``t``). ``fps`` is the
+    input's frame rate: MPEG-2 stamps are on its grid.
     """
-    filters = [*extra_filters, "settb=1/90000"]
-    if stamp_wallclock:
-        filters.append("setpts=RTCTIME*9/100")
-    filters += overlay_filters
-    args = ["-vf", ",".join(filters)]
+    filters = [*extra_filters, *stamp_filters(stamp_wallclock), *slot_filters(codec, fps),
+               *overlay_filters]  # fmt: skip
+    return [
+        "-vf", ",".join(filters),
+        *encoder_args(codec, gop, bitrate, fps),
+        "-copyts",
+        *mpegts_udp_mux_args(url, pkt_size=pkt_size, pes_length=pes_length),
+    ]  # fmt: skip
+
+
+def stamp_filters(stamp_wallclock: bool = True) -> list[str]:
+    """Filters that give each frame the wall clock as its PTS, in 90 kHz ticks."""
+    return ["settb=1/90000", "setpts=RTCTIME*9/100"] if stamp_wallclock else ["settb=1/90000"]
+
+
+def slot_filters(codec: Codec, fps: float) -> list[str]:
+    """For MPEG-2: pass one frame per 1/``fps`` slot of the wall clock.
+
+    MPEG-2 only takes a standard frame rate as its time base, so its stamps are rounded
+    to the frame interval, and the encoder refuses a frame whose rounded stamp equals the
+    previous one (two frames captured close together, a burst at start). The frame that
+    would be refused is left out instead; the stamps of the others stay on the wall clock
+    (no drift when a camera runs slightly faster than ``fps``).
+    """
     if codec != "mpeg2video":
-        # MPEG-2 only accepts standard frame rates as its time base: its stamps are
-        # rounded to the frame interval.
+        return []
+    slot = f"{fps:g}/90000"
+    return [
+        f"select='isnan(prev_selected_pts)+gt(round(pts*{slot}),round(prev_selected_pts*{slot}))'"
+    ]
+
+
+def encoder_args(
+    codec: Codec, gop: int, bitrate: str | None = None, fps: float = 30.0
+) -> list[str]:
+    """One output's encoder: low delay, the 90 kHz stamps kept, a keyframe every ``gop``.
+
+    ``fps``: the input's frame rate, MPEG-2's time base (its stamps are rounded to it).
+    """
+    args: list[str] = []
+    if codec == "mpeg2video":
+        args += ["-r", f"{fps:g}"]  # with -fps_mode passthrough: the time base only
+    else:
         args += ["-enc_time_base", "1:90000"]
     args += ["-c:v", codec]
     if codec == "libx264":
         args += ["-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]
-    elif codec == "mjpeg":
-        args += ["-pix_fmt", "yuvj420p"]
     else:
         args += ["-pix_fmt", "yuv420p", "-bf", "0"]
     args += ["-g", str(gop)]
     if bitrate is not None:
         args += ["-b:v", bitrate]
-    args += [
-        "-copyts",
+    return args
+
+
+def mpegts_udp_mux_args(url: str, *, pkt_size: int = 1316, pes_length: bool = True) -> list[str]:
+    """One output's MPEG-TS muxer, stamps untouched, each frame flushed, sent to ``url``."""
+    return [
         "-mpegts_copyts", "1",
         "-fps_mode", "passthrough",
         "-muxdelay", "0",
@@ -94,7 +137,19 @@ def mpegts_udp_output_args(
         "-f", "mpegts",
         f"{url}?pkt_size={pkt_size}",
     ]  # fmt: skip
-    return args
+
+
+def decimate_filter(fps: float) -> str:
+    """A filter passing the first frame of each 1/``fps`` slot of the wall clock, untouched.
+
+    Unlike ffmpeg's ``fps`` filter it does not retime frames: each frame it passes keeps
+    its PTS (the capture time), so it is the same instant as in the full-rate stream. And
+    the slots are the wall clock's, not the stream's: every camera of a group passes the
+    frame it captured just after the same instants (10 fps: just after each tenth of a
+    second), so the reduced streams of several cameras stay within one input frame interval
+    of each other instead of spreading over the longer reduced interval.
+    """
+    return f"select='isnan(prev_selected_t)+gt(floor(t*{fps:g}),floor(prev_selected_t*{fps:g}))'"
 
 
 def simulated_camera_argv(
@@ -143,6 +198,9 @@ def input_args(config: SenderConfig) -> list[str]:
 def sender_argv(config: SenderConfig) -> list[str]:
     """The whole ffmpeg command (an argv list, never a shell string) for ``config``.
 
+    With ``config.outputs`` the input is read once: its frames are stamped, then split
+    into the main stream and one branch per output, each scaled, thinned to its rate,
+    encoded and sent on its own, so a frame has the same PTS in every stream.
     Raises ``ConfigError`` when ``config.destination`` is not set.
     """
     if config.destination is None:
@@ -150,20 +208,52 @@ def sender_argv(config: SenderConfig) -> list[str]:
     width, height = config.size
     extra = [f"scale={width}:{height}"] if config.input_kind == "file" else []
     overlay = [clock_text_filter(height)] if config.clock_text else []
-    return [
-        config.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
-        *input_args(config),
-        *mpegts_udp_output_args(
-            config.destination,
-            codec=config.codec,
-            gop=config.effective_gop,
-            bitrate=config.bitrate,
-            extra_filters=extra,
-            overlay_filters=overlay,
-            pkt_size=config.pkt_size,
-            stamp_wallclock=config.input_kind != "device",
-        ),
+    head = [config.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", *input_args(config)]
+    stamp = config.input_kind != "device"
+    if not config.outputs:
+        return [
+            *head,
+            *mpegts_udp_output_args(
+                config.destination,
+                codec=config.codec,
+                gop=config.effective_gop,
+                bitrate=config.bitrate,
+                extra_filters=extra,
+                overlay_filters=overlay,
+                pkt_size=config.pkt_size,
+                stamp_wallclock=stamp,
+                fps=config.fps,
+            ),
+        ]
+    branches = len(config.outputs) + 1
+    labels = "".join(f"[s{i}]" for i in range(branches))
+    graph = [f"[0:v]{','.join([*extra, *stamp_filters(stamp)])},split={branches}{labels}"]
+    main_chain = [*slot_filters(config.codec, config.fps), *overlay]
+    graph.append(f"[s0]{','.join(main_chain or ['null'])}[v0]")
+    outputs = [
+        "-map", "[v0]",
+        *encoder_args(config.codec, config.effective_gop, config.bitrate, config.fps),
+        *mpegts_udp_mux_args(config.destination, pkt_size=config.pkt_size),
     ]  # fmt: skip
+    for index, output in enumerate(config.outputs.values(), start=1):
+        size = output.size or config.size
+        fps = output.fps or config.fps
+        codec = output.codec or config.codec
+        chain = slot_filters(codec, config.fps)
+        if fps < config.fps:  # first: frames left out are not scaled
+            chain.append(decimate_filter(fps))
+        if size != config.size:
+            chain.append(f"scale={size[0]}:{size[1]}")
+        if config.clock_text:
+            chain.append(clock_text_filter(size[1]))
+        graph.append(f"[s{index}]{','.join(chain or ['null'])}[v{index}]")
+        gop = output.gop if output.gop is not None else max(1, round(fps))
+        outputs += [
+            "-map", f"[v{index}]",
+            *encoder_args(codec, gop, output.bitrate, config.fps),
+            *mpegts_udp_mux_args(output.destination, pkt_size=config.pkt_size),
+        ]  # fmt: skip
+    return [*head, "-filter_complex", ";".join(graph), "-copyts", *outputs]
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:

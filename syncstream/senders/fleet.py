@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..clock import ClockOffset
-from ..config import Camera, SenderConfig, SSHHost, parse_udp_destination
+from ..config import Camera, Encoding, SenderConfig, SenderOutput, SSHHost, parse_udp_destination
 from ..errors import GroupStartError
 from ..ssh import SSHSession
 from .base import Sender
@@ -32,11 +32,15 @@ K = TypeVar("K")
 
 
 def sender_config_for(camera: Camera) -> SenderConfig:
-    """The camera's SenderConfig with its destination filled in from ``port``."""
+    """The camera's SenderConfig with its destinations filled in from its ports.
+
+    The main stream goes to ``camera.port``; each of ``camera.streams`` becomes an output
+    of the same sender, sent to the stream's ``port`` at the same address.
+    """
     config = camera.sender
     if config is None:
         raise ValueError(f"camera {camera.name!r} has no sender")
-    if config.destination is not None:
+    if config.destination is not None and not camera.streams:
         return config
     if camera.receiver_host is not None:
         address = camera.receiver_host
@@ -46,9 +50,24 @@ def sender_config_for(camera: Camera) -> SenderConfig:
         address = "127.0.0.1"
     if ":" in address:
         address = f"[{address}]"
-    destination = f"udp://{address}:{camera.port}"
-    parse_udp_destination(destination, f"camera {camera.name!r}: receiver address")
-    return config.model_copy(update={"destination": destination})
+
+    def destination(port: int | None, what: str) -> str:
+        url = f"udp://{address}:{port}"
+        parse_udp_destination(url, f"camera {camera.name!r}: {what}")
+        return url
+
+    update: dict[str, object] = {}
+    if config.destination is None:
+        update["destination"] = destination(camera.port, "receiver address")
+    if camera.streams:
+        update["outputs"] = {
+            role: SenderOutput(
+                destination=destination(stream.port, f"{role} stream"),
+                **stream.model_dump(include=set(Encoding.model_fields)),
+            )
+            for role, stream in camera.streams.items()
+        }
+    return config.model_copy(update=update)
 
 
 def _parallel(items: dict[K, Callable[[], T]]) -> dict[K, T | BaseException]:

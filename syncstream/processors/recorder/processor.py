@@ -87,6 +87,8 @@ class Recorder:
     #: Copies encoded packets; only sources without them are converted, in each camera's
     #: writer thread. So the group need not convert pictures for it (GroupConfig.convert).
     uses_pictures = False
+    #: It records the cameras' main streams (the packets of further roles are not kept).
+    role = "main"
 
     def __init__(
         self,
