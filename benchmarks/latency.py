@@ -6,8 +6,13 @@ Each receiver below reads the stream in turn, repeatedly, and for every frame it
 the program computes ``now - stamp`` after the frame is available as a BGR array:
 
 - ``syncstream``: :class:`syncstream.VideoStream` (``read()``, then ``frame.image``);
+- ``syncstream-parsed``: the same with ``parse_frames=True``: FFmpeg's parser finds where
+  each frame ends, which it only knows when the next one starts (the reader before
+  ``parse_frames`` existed);
 - ``floor``: a bare PyAV low-delay decode loop in the calling thread, the least any
-  Python receiver can do (same demuxer options, slice threads, BGR conversion);
+  Python receiver can do (the same demuxer options: each PES packet a frame, slice
+  threads, BGR conversion);
+- ``floor-parsed``: the same loop with FFmpeg's parser, as PyAV opens a stream by default;
 - ``seed-sequential``: ``cv2.VideoCapture(url).read()`` in a loop, as the tutorial's
   first receiver;
 - ``seed-threaded``: the tutorial's threaded ``VideoStream`` (a thread overwriting the
@@ -62,10 +67,33 @@ def receive_syncstream(url: str, warmup: float, seconds: float) -> list[float]:
     return samples
 
 
-def receive_floor(url: str, warmup: float, seconds: float) -> list[float]:
-    """A bare PyAV low-delay loop: demux, decode, convert, in this thread."""
+def receive_syncstream_parsed(url: str, warmup: float, seconds: float) -> list[float]:
+    """Our reader with FFmpeg's parser finding frame ends."""
     samples: list[float] = []
-    container = av.open(url, format="mpegts", options=LOW_DELAY_OPTIONS, timeout=(10, 10))
+    with VideoStream(url, parse_frames=True) as stream:
+        stream.read(timeout=10)
+        begin = time.monotonic()
+        while (elapsed := time.monotonic() - begin) < warmup + seconds:
+            latency = _latency(stream.read(timeout=10).image)
+            if elapsed >= warmup and latency is not None:
+                samples.append(latency)
+    return samples
+
+
+def receive_floor(url: str, warmup: float, seconds: float) -> list[float]:
+    """A bare PyAV low-delay loop: demux (each PES a frame), decode, convert."""
+    options = {**LOW_DELAY_OPTIONS, "fflags": "nobuffer+noparse"}
+    return _bare_loop(url, options, warmup, seconds)
+
+
+def receive_floor_parsed(url: str, warmup: float, seconds: float) -> list[float]:
+    """The same loop with FFmpeg's parser."""
+    return _bare_loop(url, LOW_DELAY_OPTIONS, warmup, seconds)
+
+
+def _bare_loop(url: str, options: dict[str, str], warmup: float, seconds: float) -> list[float]:
+    samples: list[float] = []
+    container = av.open(url, format="mpegts", options=options, timeout=(10, 10))
     try:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
@@ -162,7 +190,9 @@ def receive_seed_threaded(url: str, warmup: float, seconds: float) -> list[float
 
 RECEIVERS: dict[str, Receiver] = {
     "syncstream": receive_syncstream,
+    "syncstream-parsed": receive_syncstream_parsed,
     "floor": receive_floor,
+    "floor-parsed": receive_floor_parsed,
     "seed-sequential": receive_seed_sequential,
     "seed-threaded": receive_seed_threaded,
 }

@@ -254,12 +254,14 @@ def start_feed(stack: contextlib.ExitStack, clip: pathlib.Path, name: str) -> Fe
 def decode_bgr(url: str, clock_offset: float, stop: Callable[[], bool]) -> Iterator[Any]:
     """Yield ``(bgr, capture_time, arrival_time)`` for every frame of ``url`` until ``stop()``.
 
-    The floor: PyAV's own UDP input and demuxer, slice-threaded decoding, BGR conversion.
-    Packets that do not decode (before the first keyframe) are skipped.
+    The floor: PyAV's own UDP input and demuxer (each PES packet a frame, as syncstream
+    reads it), slice-threaded decoding, BGR conversion. Packets that do not decode (before
+    the first keyframe) are skipped.
     """
     # Reads give up after 1 s without data (as syncstream's cap): a stop is seen that soon
     # even when the replayers are gone (Ctrl-C reaches them too).
-    container = av.open(url, format="mpegts", options=LOW_DELAY_OPTIONS, timeout=(10, 1))
+    options = {**LOW_DELAY_OPTIONS, "fflags": "nobuffer+noparse"}
+    container = av.open(url, format="mpegts", options=options, timeout=(10, 1))
     try:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"

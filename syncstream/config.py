@@ -165,6 +165,13 @@ class ReaderSettings(_Model):
     udp_buffer_bytes: int = Field(
         default=4 * 1024 * 1024, ge=65536, description="Socket receive buffer for udp:// (bytes)."
     )
+    parse_frames: bool = Field(
+        default=False,
+        description="udp:// MPEG-TS: let FFmpeg's parser find where frames end, which waits "
+        "for the next frame to start. False: each PES packet is one whole frame (as ffmpeg "
+        "and every syncstream sender write it) and is decoded as soon as it is in, a frame "
+        "interval sooner. Set it for a sender that splits or merges frames across PES packets.",
+    )
 
     @model_validator(mode="after")
     def _check_backoff(self) -> ReaderSettings:

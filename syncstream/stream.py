@@ -70,6 +70,7 @@ class StreamOptions(TypedDict, total=False):
     decoder_threads: int
     max_frame_bytes: int
     udp_buffer_bytes: int
+    parse_frames: bool
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,8 @@ class PyAVSource:
     """Reads one video stream through PyAV; see :class:`~syncstream.sources.base.Source`.
 
     It is a :class:`~syncstream.sources.base.PacketSource`: with :attr:`on_packet` set,
-    every video packet is handed over (as a copy) before it is decoded, so a recorder can
-    store the stream without encoding it again.
+    every video packet is handed over (as a copy) right after it is decoded, so a recorder
+    can store the stream without encoding it again.
     """
 
     def __init__(self, config: StreamConfig, location: str) -> None:
@@ -95,6 +95,12 @@ class PyAVSource:
                     timeout=self.config.open_timeout,
                 )
                 self._reader.open()
+                if not self.config.parse_frames:
+                    # Each PES packet is a whole frame: hand it over as soon as it is in,
+                    # not when FFmpeg's parser sees the next frame start (a frame interval).
+                    # "nobuffer" stays: the packets read while the stream is probed are
+                    # dropped, as with the parser, rather than handed over late.
+                    options["fflags"] = "nobuffer+noparse"
                 container = av.open(
                     self._reader, mode="r", format="mpegts", options=options, buffer_size=65536
                 )
@@ -164,6 +170,7 @@ class PyAVSource:
                 raise SourceError(f"{self.name}: interrupted")
             silent = time.monotonic() - self._last_frame_mono
             if self.is_live and silent > self.config.stall_timeout:
+                self._raise_reader_failure()  # no data at all: the reader's reason is truer
                 raise SourceStalled(
                     f"{self.name}: data but no decodable frame for {self.config.stall_timeout} s"
                 )
@@ -179,8 +186,8 @@ class PyAVSource:
             except av.FFmpegError as exc:
                 self._raise_reader_failure()
                 raise SourceError(f"{self.name}: read failed: {exc}") from exc
-            self._tap(packet)
-            self._decode(packet)
+            key = self._decode(packet)
+            self._tap(packet, key)
         self._last_frame_mono = time.monotonic()
         return self._pending.popleft()
 
@@ -190,8 +197,12 @@ class PyAVSource:
         if failure is not None:
             raise failure from None
 
-    def _tap(self, packet: av.Packet[Any]) -> None:
-        """Hand a copy of ``packet`` to :attr:`on_packet` (the demuxer reuses its buffer)."""
+    def _tap(self, packet: av.Packet[Any], key: bool) -> None:
+        """Hand a copy of ``packet`` to :attr:`on_packet` (the demuxer reuses its buffer).
+
+        ``key``: the packet decoded into a keyframe. Without FFmpeg's parser the demuxer
+        does not mark keyframes, so the decoder's word counts too.
+        """
         listener, packet_format = self.on_packet, self._packet_format
         if listener is None or packet_format is None or packet.size == 0:
             return  # no listener, or the empty packet that flushes the decoder at the end
@@ -200,13 +211,14 @@ class PyAVSource:
                 data=bytes(packet),
                 pts=packet.pts,
                 dts=packet.dts,
-                is_keyframe=packet.is_keyframe,
+                is_keyframe=packet.is_keyframe or key,
                 format=packet_format,
                 is_corrupt=packet.is_corrupt,
             )
         )
 
-    def _decode(self, packet: av.Packet[Any]) -> None:
+    def _decode(self, packet: av.Packet[Any]) -> bool:
+        """Decode ``packet`` into :attr:`_pending`; True when it gave a keyframe."""
         if packet.is_corrupt:
             self.counters.decode_errors += 1
             self.counters.last_problem = "corrupt packet"
@@ -216,12 +228,14 @@ class PyAVSource:
             self.counters.decode_errors += 1
             self.counters.last_problem = f"decode error: {exc}"
             logger.debug("%s: decode error: %s", self.name, exc)
-            return
+            return False
         except av.FFmpegError as exc:
             raise SourceError(f"{self.name}: decoder failed: {exc}") from exc
+        key = False
         for frame in frames:
             if not isinstance(frame, VideoFrame):
                 continue
+            key = key or bool(frame.key_frame)
             pts_time = None
             if frame.pts is not None and frame.time_base is not None:
                 pts_time = float(frame.pts * frame.time_base)
@@ -234,6 +248,7 @@ class PyAVSource:
                     pts_period=self._pts_period,
                 )
             )
+        return key
 
     def interrupt(self) -> None:
         """Make a blocked read return soon (at once for udp://, within 1 s for others)."""
