@@ -14,7 +14,9 @@ the last speaker view at the end.
 
 --local streams ffmpeg test patterns from this machine instead. They hold no face, so the
 detector finds nobody and the example reports "no speaker" throughout: that is the
-expected output. Point it at cameras filming people to see a speaker chosen.
+expected output. Point it at cameras filming people to see a speaker chosen. With
+--sub WxH each simulated camera is a dual-stream camera: its one ffmpeg also sends a small
+10 fps sub stream, which the detector searches (docs/roles.md); the wall shows main.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from syncstream import (
     WebView,
 )
 from syncstream.cli.args import address_arg, positive_arg, size_arg
+from syncstream.config import CameraStream
 from syncstream.senders import free_udp_port
 
 #: A test pattern per simulated camera.
@@ -66,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=size_arg, default=(640, 480), metavar="WxH", help="with --local"
     )
     parser.add_argument(
+        "--sub",
+        type=size_arg,
+        metavar="WxH",
+        help="with --local: each camera's ffmpeg also sends its picture at this size, 10 fps; "
+        "faces are searched on it and shown at full size",
+    )
+    parser.add_argument(
         "--serve",
         type=address_arg,
         metavar="HOST:PORT",
@@ -84,6 +94,8 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("give camera URLs or --local")
     if args.cameras is not None and not args.local:
         parser.error("--cameras goes with --local")
+    if args.sub is not None and not args.local:
+        parser.error("--sub goes with --local")
     if args.snapshot is not None:
         folder = pathlib.Path(args.snapshot).parent
         if not folder.is_dir():
@@ -97,6 +109,9 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             name=f"cam{i + 1}",
             sender=SenderConfig(input=PATTERNS[i % len(PATTERNS)], size=args.size, clock_text=True),
             port=free_udp_port(),
+            streams={}
+            if args.sub is None
+            else {"sub": CameraStream(port=free_udp_port(), size=args.sub, fps=10)},
         )
         for i in range(args.cameras or 2)
     ]
@@ -118,7 +133,7 @@ def speaker_line(result: SpeakerResult | None) -> str:
         for name, score in result.scores.items()
     )
     missing = f"  missing: {', '.join(result.missing)}" if result.missing else ""
-    return f"speaker: {who}  scores: {scores}{missing}"
+    return f"speaker: {who}  scores: {scores}{missing}  (searched: {result.role})"
 
 
 def main() -> int:

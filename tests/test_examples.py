@@ -243,6 +243,25 @@ def test_speaker_view_finds_no_speaker_in_test_patterns(tmp_path: pathlib.Path) 
     assert not _processes_with(f"size={size}:")
 
 
+def test_speaker_view_searches_the_sub_streams_of_dual_stream_cameras() -> None:
+    size = "342x262"
+    proc = _start("speaker_view.py", "--local", "--size", size, "--sub", "160x120",
+                  "--seconds", "4")  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, stderr
+    lines = [line for line in stdout.splitlines() if line.startswith("speaker: ")]
+    analysed = [line for line in lines if "waiting" not in line]
+    assert analysed and all(line.endswith("(searched: sub)") for line in analysed)
+    assert not _processes_with(f"size={size}:")
+    bad = subprocess.run([sys.executable, str(EXAMPLES / "speaker_view.py"), "udp://:1", "--sub",
+                          "160x120"], capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert bad.returncode == 2 and "--sub goes with --local" in bad.stderr
+
+
 # -- record_and_replay -------------------------------------------------------------------
 
 
