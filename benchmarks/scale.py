@@ -427,6 +427,12 @@ def run_group(feeds: list[Feed], warmup: float, seconds: float, mode: str) -> Me
         time.sleep(seconds)
         after = Clocks.now(feeds)
         last, stats = newest(), group.stats
+        if stats.sets - stats_before.sets < 0.5 * 30 * seconds:  # say why, for the record
+            print("\n".join([f"{mode}: few sets; the group said:", *stats.lines()]),
+                  file=sys.stderr)  # fmt: skip
+            for name, camera in stats.cameras.items():
+                if camera.stream.last_error:
+                    print(f"  {name}: {camera.stream.last_error}", file=sys.stderr)
     sent = sum(_sent(a[1], b[1]) for a, b in zip(first, last, strict=True))
     decoded = sum(b[0] - a[0] for a, b in zip(first, last, strict=True))
     unaligned = stats.overflow - stats_before.overflow
