@@ -56,22 +56,18 @@ def _latency(image: Any) -> float | None:
 
 def receive_syncstream(url: str, warmup: float, seconds: float) -> list[float]:
     """Our reader: VideoStream.read() and the BGR image."""
-    samples: list[float] = []
-    with VideoStream(url) as stream:
-        stream.read(timeout=10)  # opened and past the first keyframe, like the others
-        begin = time.monotonic()
-        while (elapsed := time.monotonic() - begin) < warmup + seconds:
-            latency = _latency(stream.read(timeout=10).image)
-            if elapsed >= warmup and latency is not None:
-                samples.append(latency)
-    return samples
+    return _read_stream(VideoStream(url), warmup, seconds)
 
 
 def receive_syncstream_parsed(url: str, warmup: float, seconds: float) -> list[float]:
     """Our reader with FFmpeg's parser finding frame ends."""
+    return _read_stream(VideoStream(url, parse_frames=True), warmup, seconds)
+
+
+def _read_stream(stream: VideoStream, warmup: float, seconds: float) -> list[float]:
     samples: list[float] = []
-    with VideoStream(url, parse_frames=True) as stream:
-        stream.read(timeout=10)
+    with stream:
+        stream.read(timeout=10)  # opened and past the first keyframe, like the others
         begin = time.monotonic()
         while (elapsed := time.monotonic() - begin) < warmup + seconds:
             latency = _latency(stream.read(timeout=10).image)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+from scale import pid_cpu  # this folder: the same /proc reading as the scale benchmark
 from skimage import data
 
 from syncstream import Camera, SenderConfig, SpeakerDetector, SpeakerResult, StreamGroup, Wall
@@ -48,7 +48,6 @@ from syncstream.senders import free_udp_port
 SIZE = (640, 480)
 FPS = 30
 CAMERAS = 4
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def make_clip(path: pathlib.Path, seconds: float = 4.0) -> None:
@@ -75,18 +74,6 @@ def make_clip(path: pathlib.Path, seconds: float = 4.0) -> None:
         ffmpeg.stdin.close()
     if ffmpeg.returncode != 0:
         raise SystemExit(f"ffmpeg could not write {path}")
-
-
-def pid_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) of process ``pid`` so far; 0 once it is gone."""
-    if pid is None:
-        return 0.0
-    try:
-        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 from collections.abc import Callable, Iterator
@@ -63,3 +64,12 @@ def ssh_host(server: SshdServer, **overrides: Any) -> SSHHost:
     }
     fields.update(overrides)
     return SSHHost(**fields)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie counts until it is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

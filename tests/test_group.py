@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import statistics
 import threading
 import time
@@ -35,20 +34,13 @@ from syncstream.testing.plugin import TsRecorder, TsReplayFactory
 from syncstream.testing.relay import ImpairmentRelay
 from syncstream.testing.sshd import SshdServer
 from tests.conftest import SenderFactory, ssh_host
+from tests.conftest import alive as _alive
 
 SMALL = SenderConfig(size=(320, 240), fps=30.0)
 
 
 def _camera(name: str, **fields: object) -> Camera:
     return Camera.model_validate({"name": name, "sender": SMALL, "port": free_udp_port(), **fields})
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _group_threads() -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from syncstream.config import CameraStream
 from syncstream.senders import free_udp_port, sender_argv
 from syncstream.senders.fleet import sender_config_for
 from syncstream.testing.sshd import SshdServer
+from tests.conftest import alive as _alive
 from tests.conftest import ssh_host
 
 MAIN = SenderConfig(size=(320, 240), fps=30.0)
@@ -31,14 +31,6 @@ def _dual(name: str, pattern: str = "testsrc", camera: dict[str, object] | None 
         "streams": {"sub": CameraStream.model_validate({"port": free_udp_port(), **SUB, **sub})},
         **(camera or {}),
     })  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _cmdline(pid: int) -> list[str]:
