@@ -23,6 +23,7 @@ __all__ = [
     "RecordingError",
     "SSHError",
     "SenderError",
+    "SourceChanged",
     "SourceError",
     "SourceStalled",
     "StampNotFound",
@@ -53,6 +54,15 @@ class SourceError(SyncStreamError, OSError):
 
 class SourceStalled(SourceError, TimeoutError):
     """A source delivered no data for longer than its stall timeout."""
+
+
+class SourceChanged(SourceError):
+    """The stream changed under a live source: other PIDs, programs or codec.
+
+    Raised by a source's ``read()`` after it dropped its demuxer and decoder; the source
+    stays open (a UDP source keeps its socket and the data from the change on), and the
+    next ``read()`` opens a new demuxer. A stream counts it as a reconnect.
+    """
 
 
 class FrameDecodeError(SourceError):

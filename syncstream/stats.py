@@ -12,7 +12,11 @@ if TYPE_CHECKING:
     from .processors.base import ProcessorStats
     from .stream import StreamStats
 
-__all__ = ["CameraStats", "GroupStats", "per_second", "percentile"]
+__all__ = ["MIN_RATE_SPAN", "CameraStats", "GroupStats", "per_second", "percentile"]
+
+#: Shortest span (s) a rate is taken over. Just after a start, a burst of events reads as
+#: that many events per this span, not per the microseconds between them.
+MIN_RATE_SPAN = 1.0
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
@@ -23,12 +27,26 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
     return sorted_values[index]
 
 
-def per_second(events_mono: Iterable[float], now_mono: float, window: float) -> float:
-    """Events per second over the last ``window`` seconds of ``time.monotonic()`` stamps."""
-    recent = [t for t in events_mono if now_mono - t <= window]
-    if len(recent) >= 2 and recent[-1] > recent[0]:
-        return (len(recent) - 1) / (recent[-1] - recent[0])
-    return 0.0
+def per_second(
+    events_mono: Iterable[float],
+    now_mono: float,
+    *,
+    window: float,
+    start_mono: float,
+    min_span: float = MIN_RATE_SPAN,
+) -> float:
+    """Events per second over the last ``window`` seconds of ``time.monotonic()`` stamps.
+
+    The events of the span are counted and divided by the span: ``window``, or the time
+    since ``start_mono`` (when the counting began) if that is shorter, but never less than
+    ``min_span``. A burst just after the start so reads as a handful of events per
+    second, never as events per the microseconds between them.
+    """
+    span = min(window, max(now_mono - start_mono, min_span))
+    if span <= 0:
+        return 0.0
+    count = sum(1 for t in events_mono if 0 <= now_mono - t <= span)
+    return count / span
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,15 @@ class CameraStats:
     #: Median of its frame's time minus the set's time (seconds) over recent sets: how far
     #: this camera sits from the others, positive when its frames are taken later.
     offset_p50: float | None = None
+    #: ``dropped`` by reason: ``overtaken``, ``unmatched``, ``late``, ``expired``,
+    #: ``clock``, ``discarded`` (see :class:`~syncstream.sync.CameraCounts`).
+    drop_reasons: Mapping[str, int] = field(default_factory=dict)
+    #: Its frames arrive further from their capture time than most cameras' by more than
+    #: ``max_wait`` (its clock is off): they are dropped, not waited for.
+    off_clock: bool = False
+    #: Its lowest arrival minus capture time over recent frames (seconds): path delay plus
+    #: the error of its clock; None before its first frame.
+    delay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +92,8 @@ class GroupStats:
     delivered: int
     #: Sets replaced by a newer one before read() took them.
     skipped: int
-    #: Sets per second over the last two seconds.
+    #: Sets per second over the last two seconds (since the start, if less, but over at
+    #: least one second: see :func:`per_second`).
     sets_per_second: float
     skew_p50: float | None
     skew_p95: float | None
@@ -88,7 +116,8 @@ class GroupStats:
 
         Camera: state, fps, latency p50 (capture to decode), skew (its median offset from
         the set's time), drops (frames the reader skipped plus frames no set could use),
-        decode errors and sender restarts. Group: sets/s, skew and set latency p50/p95, and
+        decode errors, sender restarts, and what it waits for while nothing arrives
+        (``no data on udp port 9001``). Group: sets/s, skew and set latency p50/p95, and
         the same for the sets of each further stream role (``group:sub``).
         """
         width = max([5, *(len(name) for name in self.cameras), *(len(r) + 6 for r in self.roles)])
@@ -118,8 +147,13 @@ def _camera_line(camera: CameraStats, width: int) -> str:
     stream = camera.stream
     drops = stream.skipped + camera.dropped
     restarts = "" if camera.sender_running is None else f"  restarts {camera.sender_restarts}"
+    why = {"skipped": stream.skipped, **camera.drop_reasons}  # skipped: by the reader
+    reasons = ", ".join(f"{reason} {count}" for reason, count in why.items() if count)
+    shown = f"{drops} ({reasons})" if reasons else f"{drops}"
+    clock = "  clock off" if camera.off_clock else ""
+    waiting = "" if stream.waiting_for is None else f"  {stream.waiting_for}"
     return (
         f"{camera.name:<{width}} {stream.state.value:<8} {stream.fps:5.1f} fps     "
         f"latency p50 {_ms(stream.latency_p50)} ms  skew {_ms(camera.offset_p50, sign=True)} ms  "
-        f"drops {drops}  errors {stream.decode_errors}{restarts}"
+        f"drops {shown}  errors {stream.decode_errors}{restarts}{clock}{waiting}"
     )

@@ -17,6 +17,7 @@ from .config import Backend, CaptureClock, StreamConfig, redact_url
 from .errors import (
     NoFrameYet,
     ReadTimeout,
+    SourceChanged,
     SourceError,
     SourceStalled,
     StreamClosed,
@@ -90,7 +91,8 @@ class StreamStats:
     rejected: int
     #: Times the source was reopened after a stall or an error.
     reconnects: int
-    #: Decoded frames per second over the last two seconds.
+    #: Decoded frames per second over the last two seconds (since start(), if less, but
+    #: over at least one second: see :func:`~syncstream.stats.per_second`).
     fps: float
     latency_p50: float | None
     latency_p95: float | None
@@ -99,6 +101,10 @@ class StreamStats:
     last_error: str | None
     #: Exceptions raised by frame and packet listeners (logged; the stream went on).
     listener_errors: int = 0
+    #: While CONNECTING or STALE: what the source waits for when nothing at all has
+    #: arrived since it was opened, e.g. ``"no data on udp port 9001"`` (udp:// only);
+    #: None otherwise.
+    waiting_for: str | None = None
 
 
 class VideoStream:
@@ -148,6 +154,8 @@ class VideoStream:
         self._reconnects = 0
         self._decode_errors_closed = 0  # counters of sources already closed
         self._rejected_closed = 0
+        self._waiting_for_closed: str | None = None  # of the last source closed
+        self._started_mono: float | None = None
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._arrivals: deque[float] = deque(maxlen=512)
         self._capture_clock = "arrival"
@@ -200,6 +208,7 @@ class VideoStream:
             if self._source_factory is create_source:
                 create_source(self.config)  # an unsupported URL fails here, not in the thread
             self._state = StreamState.CONNECTING
+            self._started_mono = time.monotonic()
             self._thread = threading.Thread(
                 target=self._run, name=f"syncstream-reader:{self.name}", daemon=True
             )
@@ -311,11 +320,17 @@ class VideoStream:
             source = self._source
             decode_errors = self._decode_errors_closed
             rejected = self._rejected_closed
+            waiting_for = self._waiting_for_closed  # between reopen attempts
             if source is not None:
                 decode_errors += source.counters.decode_errors
                 rejected += source.counters.rejected
+                waiting_for = source.counters.waiting_for
+            if self._state not in (StreamState.CONNECTING, StreamState.STALE):
+                waiting_for = None
             latencies = sorted(self._latencies)
-            fps = per_second(self._arrivals, time.monotonic(), _FPS_WINDOW)
+            now = time.monotonic()
+            started = self._started_mono if self._started_mono is not None else now
+            fps = per_second(self._arrivals, now, window=_FPS_WINDOW, start_mono=started)
             return StreamStats(
                 name=self.name,
                 state=self._state,
@@ -331,6 +346,7 @@ class VideoStream:
                 capture_clock=self._capture_clock,
                 last_error=None if self._last_error is None else str(self._last_error),
                 listener_errors=self._listener_errors,
+                waiting_for=waiting_for,
             )
 
     # -- reader thread ----------------------------------------------------------------
@@ -355,6 +371,8 @@ class VideoStream:
                 if self._stop.is_set():
                     return
                 self._source = source
+                # what the last source waited for holds until this one is open and says
+                source.counters.waiting_for = self._waiting_for_closed
                 if self._packet_listeners and isinstance(source, PacketSource):
                     source.on_packet = self._emit_packet
             self._had_frames_since_open = False
@@ -394,11 +412,27 @@ class VideoStream:
             logger.info("%s: reopening (attempt %d)", self.name, failures + 1)
 
     def _pump(self, source: Source) -> None:
-        """Read and publish frames until close(); the source's errors propagate."""
+        """Read and publish frames until close(); the source's errors propagate.
+
+        A ``SourceChanged`` (the source reopens its demuxer on its next read) is counted
+        as a reconnect; a second one before any frame propagates, so that a stream that
+        keeps changing is reopened with the doubling wait.
+        """
         first_pts: float | None = None
         start_mono = 0.0
+        changed = False
         while not self._stop.is_set():
-            source_frame = source.read()
+            try:
+                source_frame = source.read()
+            except SourceChanged as exc:
+                if changed:
+                    raise
+                changed = True
+                self._note_failure(exc)
+                with self._cond:
+                    self._reconnects += 1
+                continue
+            changed = False
             if not source.is_live and self.config.realtime and source_frame.pts_time is not None:
                 if first_pts is None:
                     first_pts, start_mono = source_frame.pts_time, time.monotonic()
@@ -433,6 +467,7 @@ class VideoStream:
         with self._cond:
             self._decode_errors_closed += source.counters.decode_errors
             self._rejected_closed += source.counters.rejected
+            self._waiting_for_closed = source.counters.waiting_for
             self._source = None
 
     def _publish(self, source_frame: SourceFrame, *, lossless: bool) -> None:

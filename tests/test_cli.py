@@ -497,9 +497,11 @@ def test_probe_reads_the_pixel_stamp(stamp_stream: str) -> None:
 
 
 def test_probe_of_a_silent_port_fails_with_a_reason() -> None:
-    result = _run("probe", f"udp://127.0.0.1:{free_udp_port()}", "--open-timeout", "1")
+    port = free_udp_port()
+    result = _run("probe", f"udp://127.0.0.1:{port}", "--open-timeout", "1")
     assert result.returncode == 1
-    assert "error" in result.stdout
+    error = dict(line.split(None, 1) for line in result.stdout.splitlines())["error"]
+    assert error == f"no frame within 1 s: no data on udp port {port}"
 
 
 def test_probe_of_a_missing_file_fails_with_a_reason(tmp_path: pathlib.Path) -> None:

@@ -107,6 +107,37 @@ def test_close_while_waiting_for_a_silent_udp_port_is_prompt() -> None:
     assert not any(t.name.startswith("syncstream-reader:udp") for t in threading.enumerate())
 
 
+def test_a_silent_udp_port_says_no_data_until_a_sender_comes(udp_sender: SenderFactory) -> None:
+    port = free_udp_port()
+    address = ("127.0.0.1", port)
+    url = f"udp://127.0.0.1:{port}"
+    seen: list[tuple[StreamState, str | None]] = []
+    with (
+        VideoStream(url, open_timeout=2.0, reconnect_delay=0.1) as stream,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        # through a reopen (after open_timeout), CONNECTING and STALE alike
+        assert _wait_for(lambda: seen.append(_waiting(stream)) or stream.stats.reconnects >= 1, 10)
+        bound = next(i for i, (_, waiting) in enumerate(seen) if waiting is not None)  # socket
+        assert {state for state, _ in seen[bound:]} <= {StreamState.CONNECTING, StreamState.STALE}
+        assert {waiting for _, waiting in seen[bound:]} == {f"no data on udp port {port}"}
+        assert stream.stats.fps == 0.0 and stream.stats.decoded == 0
+        # datagrams that are not MPEG-TS: still no data, and it says why
+        assert _wait_for(
+            lambda: sock.sendto(b"not mpeg-ts", address) and "refused" in str(_waiting(stream)[1]),
+            10,
+        )
+        assert str(_waiting(stream)[1]).startswith(f"no MPEG-TS data on udp port {port}: ")
+        udp_sender(port)
+        stream.read(timeout=20)
+        assert _wait_for(lambda: _waiting(stream) == (StreamState.LIVE, None), 5)
+
+
+def _waiting(stream: VideoStream) -> tuple[StreamState, str | None]:
+    stats = stream.stats
+    return stats.state, stats.waiting_for
+
+
 def test_ts_file_realtime_false_delivers_every_frame() -> None:
     with VideoStream(str(DATA / "testsrc_wallclock.ts"), realtime=False) as stream:
         frames = list(stream)

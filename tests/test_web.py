@@ -627,3 +627,31 @@ def test_the_page_shows_the_live_picture_and_stats_in_chromium(tmp_path: pathlib
             assert driver.find_element(By.ID, "status").text == "live"
         finally:
             driver.quit()
+
+
+def test_the_page_shows_a_silent_camera_waiting_for_data_in_chromium(
+    tmp_path: pathlib.Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_udp_port()  # nobody sends to it
+    output = ImageOutput("wall")
+    output.publish(_colour_picture((30, 30, 220)))
+    with StreamGroup([Camera(name="quiet", url=f"udp://127.0.0.1:{port}")]) as group:
+        view = WebView(output, title="silent camera")
+        group.add_processor(view)  # attach() starts it
+        driver = _chromium(tmp_path / "chromium")
+        try:
+            driver.get(view.url)
+            waiting = f"(no data on udp port {port})"
+
+            def row(d: Any) -> str:
+                return str(d.find_element(By.CSS_SELECTOR, "#cameras tbody").text)
+
+            WebDriverWait(driver, DEADLINE).until(lambda d: waiting in row(d))
+            name, state, *_ = row(driver).split(" ", 2)
+            assert name == "quiet" and state in ("connecting", "stale")
+            assert driver.find_element(By.ID, "sets-per-second").text == "0.0"
+        finally:
+            driver.quit()

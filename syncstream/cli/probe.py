@@ -13,7 +13,7 @@ from ..config import Backend
 from ..errors import ReadTimeout, StampNotFound, SyncStreamError
 from ..probe import decode_stamp
 from ..sources.base import EncodedPacket
-from ..stats import percentile
+from ..stats import MIN_RATE_SPAN, percentile
 from ..stream import VideoStream
 from .console import StopSignals
 
@@ -31,6 +31,7 @@ class ProbeReport:
     width: int | None = None
     height: int | None = None
     frames: int = 0
+    #: Frames per second from the first frame to the end of the probe.
     fps: float = 0.0
     keyframes: int = 0
     #: "sender" when frames carry the sender's capture time, else "arrival".
@@ -75,12 +76,15 @@ def probe_stream(
         try:
             frame = stream.read(timeout=open_timeout)
         except ReadTimeout:
-            report.error = f"no frame within {open_timeout:g} s"
+            waiting = stream.stats.waiting_for  # "no data on udp port 9001"
+            report.error = f"no frame within {open_timeout:g} s" + (
+                f": {waiting}" if waiting else ""
+            )
             _fill_counters(report, stream)
             return report
         report.first_frame_after = time.monotonic() - started
         end = time.monotonic() + seconds
-        first_seq = frame.seq
+        first_seq, first_arrival_mono = frame.seq, frame.arrival_mono
         while time.monotonic() < end and not (stop and stop.event.is_set()):
             if frame.capture_time is not None:
                 report.capture_clock = "sender"
@@ -93,6 +97,10 @@ def probe_stream(
             except ReadTimeout:
                 break
         report.frames = frame.seq - first_seq + 1
+        # over the probe's own span (the stream's last seconds include its opening), as
+        # per_second takes it: at least MIN_RATE_SPAN, or the whole probe if shorter
+        elapsed = time.monotonic() - first_arrival_mono
+        report.fps = report.frames / max(elapsed, min(seconds, MIN_RATE_SPAN))
         _fill_counters(report, stream)
     if packets:
         report.codec = packets[0].format.codec
@@ -113,7 +121,6 @@ def probe_stream(
 
 def _fill_counters(report: ProbeReport, stream: VideoStream) -> None:
     stats = stream.stats
-    report.fps = stats.fps
     report.decode_errors = stats.decode_errors
     report.skipped = stats.skipped
     report.reconnects = stats.reconnects

@@ -135,6 +135,10 @@ class SourceCounters:
     rejected: int = 0
     #: Short description of the last survived problem.
     last_problem: str | None = field(default=None)
+    #: Set while an opened source has received no input at all, saying what it waits for
+    #: (``"no data on udp port 9001"``); None once input arrives, or when the backend
+    #: cannot tell.
+    waiting_for: str | None = None
 
 
 class Source(Protocol):
@@ -157,6 +161,8 @@ class Source(Protocol):
 
         Raises ``StreamEnded`` at the end of a file, ``SourceStalled`` after the stall timeout
         without a picture and ``SourceError`` on any failure of the source.
+        ``SourceChanged`` says that the stream changed and the source stays open: the next
+        call reads on (from a new demuxer).
         """
 
     def interrupt(self) -> None:

@@ -23,7 +23,7 @@ from av.video.frame import VideoFrame
 
 from ..clock import MPEGTS_PTS_PERIOD
 from ..config import StreamConfig, redact_text, redact_url
-from ..errors import SourceError, SourceStalled, StreamEnded
+from ..errors import SourceChanged, SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
 from .base import (
     LOW_DELAY_OPTIONS,
@@ -84,7 +84,6 @@ class PyAVSource:
 
     def open(self) -> None:
         """Open the container and its first video stream."""
-        options = dict(LOW_DELAY_OPTIONS) if self.is_live else {}
         try:
             if self._udp_address is not None:
                 self._reader = UdpTsReader(
@@ -95,31 +94,39 @@ class PyAVSource:
                     timeout=self.config.open_timeout,
                 )
                 self._reader.open()
+            self._open_demuxer()
+        except SourceError:
+            self.close()
+            raise
+
+    def _open_demuxer(self) -> None:
+        """Open the container (on the UDP reader's socket for udp://) and its video stream."""
+        options = dict(LOW_DELAY_OPTIONS) if self.is_live else {}
+        reader = self._reader
+        try:
+            if reader is not None:
+                reader.watch(self.config.open_timeout)
                 if not self.config.parse_frames:
                     # Each PES packet is a whole frame: hand it over as soon as it is in,
                     # not when FFmpeg's parser sees the next frame start (a frame interval).
                     # "nobuffer" stays: the packets read while the stream is probed are
-                    # dropped, as with the parser, rather than handed over late.
+                    # dropped, as with the parser, rather than handed over late (after a
+                    # SourceChanged too: the new stream shows from its next keyframe).
                     options["fflags"] = "nobuffer+noparse"
                 container = av.open(
-                    self._reader, mode="r", format="mpegts", options=options, buffer_size=65536
+                    reader, mode="r", format="mpegts", options=options, buffer_size=65536
                 )
-                self._reader.timeout = self.config.stall_timeout
+                reader.watch(self.config.stall_timeout)
             else:
                 container = self._open_native(options)
         except SourceError:
-            self.close()
             raise
         except (av.FFmpegError, OSError, ValueError) as exc:
-            failure = self._reader.failure if self._reader is not None else None
-            self.close()
-            if failure is not None:  # the UDP reader ended the input: its reason, not EOF's
-                raise failure from None
+            self._raise_reader_failure()  # the UDP reader ended the input: its reason, not EOF's
             reason = redact_text(str(exc), self.location)
             raise SourceError(f"{self.name}: cannot open {self.shown!r}: {reason}") from exc
         self._container = container
         if not container.streams.video:
-            self.close()
             raise SourceError(f"{self.name}: {self.shown!r} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
@@ -161,7 +168,13 @@ class PyAVSource:
         return container
 
     def read(self) -> SourceFrame:
-        """Return the next decoded picture (see the Protocol for the errors)."""
+        """Return the next decoded picture (see the Protocol for the errors).
+
+        Raises ``SourceChanged`` when the udp:// stream changed (PIDs, codec); the socket
+        stays open and the next call opens a new demuxer on the data from the change on.
+        """
+        if self._packets is None and self._reader is not None:
+            self._open_demuxer()  # after SourceChanged
         packets = self._packets
         if packets is None:
             raise SourceError(f"{self.name}: source is not open")
@@ -189,13 +202,24 @@ class PyAVSource:
             key = self._decode(packet)
             self._tap(packet, key)
         self._last_frame_mono = time.monotonic()
+        if self._reader is not None:
+            self._reader.last_frame_mono = self._last_frame_mono
         return self._pending.popleft()
 
     def _raise_reader_failure(self) -> None:
-        """Raise why the UDP reader ended the input (a stall, say), if it did."""
-        failure = self._reader.failure if self._reader is not None else None
-        if failure is not None:
-            raise failure from None
+        """Raise why the UDP reader ended the input (a stall, say), if it did.
+
+        For ``SourceChanged`` the demuxer is dropped first and the reader keeps the data
+        from the change on for the next one.
+        """
+        reader = self._reader
+        failure = reader.failure if reader is not None else None
+        if failure is None:
+            return
+        if isinstance(failure, SourceChanged) and reader is not None:
+            self._close_demuxer()
+            reader.resume()
+        raise failure from None
 
     def _tap(self, packet: av.Packet[Any], key: bool) -> None:
         """Hand a copy of ``packet`` to :attr:`on_packet` (the demuxer reuses its buffer).
@@ -258,6 +282,12 @@ class PyAVSource:
 
     def close(self) -> None:
         """Close the container and the socket; idempotent."""
+        self._close_demuxer()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _close_demuxer(self) -> None:
         container, self._container = self._container, None
         self._packets = None
         self._packet_format = None
@@ -267,6 +297,3 @@ class PyAVSource:
                 container.close()
             except av.FFmpegError as exc:
                 logger.warning("%s: error while closing: %s", self.name, exc)
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None

@@ -5,6 +5,11 @@ container whose read was interrupted stays in error: every later read fails at o
 short gap in the stream would force a reopen and a wait for the next keyframe. Reading the
 socket ourselves keeps the demuxer alive through gaps, lets ``interrupt()`` end a blocked
 read at once, and lets us refuse datagrams that are not MPEG-TS before they reach FFmpeg.
+
+The reader also sees the TS packets before FFmpeg does: it ends the input when datagrams
+keep coming but no frame is decoded (null packets only, PIDs nobody reads), and when the
+PAT or PMT changes (a sender restarted with other PIDs or another codec), keeping the
+datagrams from the change on for a new demuxer.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
 
-from ..errors import SourceError, SourceStalled, UnsupportedSource
+from ..errors import SourceChanged, SourceError, SourceStalled, UnsupportedSource
 from .base import SourceCounters
+from .mpegts import ProgramWatch
 
 __all__ = ["UdpAddress", "UdpTsReader", "parse_udp_url"]
 
@@ -82,9 +88,14 @@ class UdpTsReader:
     ``read()`` blocks until at least one datagram arrives and returns all that are waiting,
     up to the size asked. Datagrams that are not whole TS packets (length not a multiple of
     188 or a packet not starting with 0x47) are dropped and counted in ``counters.rejected``.
-    After ``timeout`` seconds without a valid datagram it raises ``SourceStalled``; after
-    :meth:`interrupt` it raises ``SourceError``. Exceptions raised here travel through the
-    demuxer back to the caller of ``demux()``.
+    From :meth:`open` to the first valid datagram, ``counters.waiting_for`` says so
+    (``"no data on udp port 9001"``). After ``timeout`` seconds without a valid datagram,
+    or without a decoded frame (the source sets :attr:`last_frame_mono`), it ends the input
+    with ``SourceStalled``; after :meth:`interrupt` with ``SourceError``; when the PAT or
+    a PMT changes (see :class:`~syncstream.sources.mpegts.ProgramWatch`) with
+    ``SourceChanged``, once the data before the change is read, and :meth:`resume` hands
+    the data from the change on to the next demuxer. The reason is kept in
+    :attr:`failure`.
     """
 
     def __init__(
@@ -106,6 +117,11 @@ class UdpTsReader:
         self._interrupted = threading.Event()
         self._pending = bytearray()
         self._last_data_mono = time.monotonic()
+        #: When the demuxer last gave a frame (monotonic); the source keeps it current.
+        self.last_frame_mono = time.monotonic()
+        self._programs = ProgramWatch()
+        self._change: SourceChanged | None = None
+        self._held = bytearray()  # from the datagram that changed the tables on
         self.bytes_received = 0
         self._buffer_warned = False
         #: Why :meth:`read` ended the input, for the source to raise; None while it flows.
@@ -137,6 +153,7 @@ class UdpTsReader:
             ) from exc
         self._sock = sock
         self._last_data_mono = time.monotonic()
+        self.counters.waiting_for = f"no data on udp port {self.address.port}"
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux doubles it
         if granted < self._receive_buffer and not self._buffer_warned:
             self._buffer_warned = True
@@ -157,19 +174,29 @@ class UdpTsReader:
     def read(self, size: int = -1) -> bytes:
         """Return the TS bytes of all waiting datagrams (at least one), at most ``size``.
 
-        A stall, an interrupt or a socket error ends the input (``b""``, which FFmpeg takes
-        as the end of the stream) and is kept in :attr:`failure` for the source to raise:
+        A stall (no datagram, or no frame, for ``timeout``), an interrupt, a change of the
+        PAT or PMT or a socket error ends the input (``b""``, which FFmpeg takes as the
+        end of the stream) and is kept in :attr:`failure` for the source to raise:
         an exception raised inside FFmpeg's read callback would be printed and dropped.
         """
         sock = self._sock
         if sock is None:
             raise SourceError(f"{self.name}: udp reader is not open")
         limit = size if size > 0 else _MAX_DATAGRAM
+        if self.failure is None and time.monotonic() - self.last_frame_mono > self.timeout:
+            return self._fail(  # null packets, or PIDs that the demuxer drops
+                SourceStalled(
+                    f"{self.name}: MPEG-TS data on udp port {self.address.port} but no "
+                    f"decodable frame for {self.timeout:.1f} s"
+                )
+            )
         while not self._pending:
             if self.failure is not None:
                 return b""
             if self._interrupted.is_set():
                 return self._fail(SourceError(f"{self.name}: interrupted"))
+            if self._change is not None:
+                return self._fail(self._change)
             ready, _, _ = select.select([sock], [], [], _POLL_INTERVAL)
             if ready:
                 try:
@@ -191,6 +218,19 @@ class UdpTsReader:
         self.failure = exc
         return b""
 
+    def watch(self, timeout: float) -> None:
+        """End the input after ``timeout`` s without a datagram or a frame, from now on."""
+        self.timeout = timeout
+        self.last_frame_mono = time.monotonic()
+
+    def resume(self) -> None:
+        """After a ``SourceChanged``: hand the data from the change on to the next reader."""
+        if not isinstance(self.failure, SourceChanged):
+            return
+        self._pending += self._held
+        self._held.clear()
+        self._change = self.failure = None
+
     def _drain(self, sock: socket.socket, limit: int) -> None:
         """Move waiting datagrams into the pending bytes, dropping those that are not TS."""
         view = memoryview(self._buffer)
@@ -206,10 +246,24 @@ class UdpTsReader:
             if not whole or bytes(data[::TS_PACKET]).count(TS_SYNC) != length // TS_PACKET:
                 self.counters.rejected += 1
                 self.counters.last_problem = f"non-MPEG-TS datagram of {length} bytes"
+                if self.bytes_received == 0:
+                    self.counters.waiting_for = (
+                        f"no MPEG-TS data on udp port {self.address.port}: "
+                        f"{self.counters.rejected} datagrams refused"
+                    )
                 continue
-            self._pending += data
+            change = self._programs.feed(data)
+            if change is not None:
+                self._change = SourceChanged(
+                    f"{self.name}: the stream on udp port {self.address.port} changed "
+                    f"({change}): reopening its demuxer"
+                )
+            (self._pending if change is None else self._held).extend(data)
             self.bytes_received += length
+            self.counters.waiting_for = None
             self._last_data_mono = time.monotonic()
+            if change is not None:
+                break  # the datagrams after it wait in the socket for the new demuxer
 
     def interrupt(self) -> None:
         """Make a blocked :meth:`read` raise within one poll interval. Thread-safe."""

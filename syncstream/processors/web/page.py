@@ -122,7 +122,8 @@ function render(stats) {
   put("web-clients", web.clients.length);
   put("web-pictures", web.sent + " / " + web.dropped);
   fill("cameras", group ? Object.values(group.cameras).map((c) => [
-    c.name, c.stream.state, c.stream.fps.toFixed(1), ms(c.stream.latency_p50), c.dropped,
+    c.name, c.stream.state + (c.stream.waiting_for ? " (" + c.stream.waiting_for + ")" : ""),
+    c.stream.fps.toFixed(1), ms(c.stream.latency_p50), c.dropped,
   ]) : []);
   fill("processors", group ? Object.values(group.processors).map((p) => [
     p.name, p.processed, p.skipped, p.errors, ms(p.mean_time),
