@@ -635,7 +635,8 @@ class GroupConfig(_Model):
         default=5.0,
         ge=0,
         description="Seconds after start a camera may take to deliver its first frame before "
-        "sets are emitted without it (at least max_wait).",
+        "sets are emitted without it (at least max_wait); once every other camera "
+        "delivers, it holds sets one keyframe interval plus max_wait at most.",
     )
     clock_rounds: int = Field(
         default=10, ge=1, le=1000, description="SSH round trips per remote host to measure offset."

@@ -60,6 +60,7 @@ _RATE_WINDOW = 2.0  # seconds of sets used for sets_per_second
 _CHECK_INTERVAL = 0.25  # the alignment thread looks at the streams' states this often
 _INBOX = 4096  # frames waiting for the alignment thread, at most
 _JOIN_TIMEOUT = 2.0
+_KEYFRAME_GUESS = 2.0  # s between keyframes of a camera whose sender is not ours
 _DONE = (StreamState.ENDED, StreamState.FAILED, StreamState.CLOSED)
 
 
@@ -102,6 +103,8 @@ class _Lane:
         self.latencies: deque[float] = deque(maxlen=_WINDOW)
         self.offsets: dict[str, deque[float]] = {name: deque(maxlen=_WINDOW) for name in names}
         self.emits: deque[float] = deque(maxlen=512)
+        self.start_mono: float | None = None  # when alignment began, for sets_per_second
+        self.off_clock: set[str] = set()  # cameras warned about as off clock
 
 
 class StreamGroup:
@@ -158,6 +161,8 @@ class StreamGroup:
         self._thread: threading.Thread | None = None
         self._started = False
         self._closed = False
+        self._closing: threading.Thread | None = None  # the thread running close()
+        self._close_done = threading.Event()
         self._ended = False
         self._error: BaseException | None = None
         self._overflow = 0
@@ -173,7 +178,10 @@ class StreamGroup:
         """Start senders, streams, alignment and processors; idempotent.
 
         Raises :class:`GroupStartError` naming every camera that failed to start, after
-        stopping whatever did start. A closed group cannot restart.
+        stopping whatever did start. A closed group cannot restart. Whatever ends a start
+        early (an error, ``KeyboardInterrupt``, :meth:`close` from another thread, which
+        makes start raise :class:`StreamClosed`) is raised once the group is closed: no
+        sender, local or remote, and no thread of the group is left running.
         """
         with self._cond:
             if self._closed:
@@ -183,13 +191,25 @@ class StreamGroup:
             self._started = True
         try:
             self._start_cameras()
+            self._start_alignment()
         except BaseException:
             self.close()
             raise
+        logger.info(
+            "group of %d cameras started (%s, max_skew %s)",
+            len(self.names),
+            self.config.sync,
+            self.config.max_skew,
+        )
+        return self
+
+    def _start_alignment(self) -> None:
         config = self.config
         start_mono = time.monotonic()
         with self._cond:
+            self._check_open()
             for lane in self._lanes.values():
+                lane.start_mono = start_mono
                 lane.aligner = Aligner(
                     self.names,
                     policy=config.sync,
@@ -200,18 +220,30 @@ class StreamGroup:
                     exact_tolerance=config.exact_tolerance,
                     start_mono=start_mono,
                     first_frame_wait=config.first_frame_wait,
+                    first_frame_grace=self._first_frame_grace(),
                 )
-        self._thread = threading.Thread(target=self._run, name="syncstream-group", daemon=True)
-        self._thread.start()
+            thread = threading.Thread(target=self._run, name="syncstream-group", daemon=True)
+            thread.start()  # under the lock: a close() now sees it and joins it
+            self._thread = thread
         for worker in self._all_workers():
-            worker.start()
-        logger.info(
-            "group of %d cameras started (%s, max_skew %s)",
-            len(self.names),
-            config.sync,
-            config.max_skew,
-        )
-        return self
+            worker.start()  # StreamClosed once close() ran
+
+    def _first_frame_grace(self) -> float:
+        """How long a camera not yet seen may hold sets once every other camera delivers:
+        two of the longest keyframe intervals (a decoder's first picture is the first
+        keyframe after the stream was probed; a camera the group does not start is taken
+        to send one every 2 s), plus ``max_wait``. A camera whose source receives nothing
+        at all is waited for ``max_wait`` only (see :meth:`Aligner.set_idle`)."""
+        intervals = [
+            c.sender.effective_gop / c.sender.fps if c.sender is not None else _KEYFRAME_GUESS
+            for c in self.cameras
+        ]
+        return 2 * max(intervals) + self.config.max_wait
+
+    def _check_open(self) -> None:
+        """Raise StreamClosed once close() was called (the caller holds the lock)."""
+        if self._closed:
+            raise StreamClosed("stream group was closed while starting")
 
     def _start_cameras(self) -> None:
         self._fleet.connect()
@@ -235,6 +267,7 @@ class StreamGroup:
                     stream = VideoStream(config)
                     stream.add_listener(self._on_frame, consume=True)
                     with self._cond:  # each packet listener lands on each stream exactly once
+                        self._check_open()  # registered before it starts: close() closes it
                         if role == MAIN_ROLE:
                             for packet_listener in self._packet_listeners:
                                 stream.add_packet_listener(partial(packet_listener, camera.name))
@@ -244,17 +277,35 @@ class StreamGroup:
                     stream.start()
             except (SyncStreamError, ValueError) as exc:
                 failures[camera.name] = exc
+        with self._cond:
+            self._check_open()
         if failures:
             raise GroupStartError(failures)
         self._fleet.start()  # receivers listen first: the first keyframe is not lost
 
     def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
-        """Stop processors, alignment, senders and streams; idempotent."""
+        """Stop processors, alignment, senders and streams; idempotent.
+
+        Safe while :meth:`start` runs in another thread: senders still starting are
+        stopped (see :meth:`SenderFleet.stop`) and start raises. A call while another
+        thread closes the group returns when that close is done.
+        """
         with self._cond:
-            if self._closed:
-                return
+            closing = self._closing
+            if closing is None:
+                self._closing = threading.current_thread()
             self._closed = True
             self._cond.notify_all()
+        if closing is not None:
+            if closing is not threading.current_thread():
+                self._close_done.wait()
+            return
+        try:
+            self._close(timeout)
+        finally:
+            self._close_done.set()
+
+    def _close(self, timeout: float) -> None:
         for worker in self._all_workers():
             worker.close(timeout)
         thread = self._thread
@@ -432,8 +483,12 @@ class StreamGroup:
             raise StreamEnded("every camera of the group ended")
 
     def _waiting_for(self) -> str:
-        states = ", ".join(f"{n}: {s.state.value}" for n, s in self.streams.items())
-        return states or "no streams"
+        states = []
+        for name, stream in self.streams.items():
+            stats = stream.stats
+            waiting = "" if stats.waiting_for is None else f" ({stats.waiting_for})"
+            states.append(f"{name}: {stats.state.value}{waiting}")
+        return ", ".join(states) or "no streams"
 
     # -- alignment thread -------------------------------------------------------------
 
@@ -492,6 +547,8 @@ class StreamGroup:
                     for match in aligner.poll(now):
                         self._publish(lane, match)
                 if now >= next_check:
+                    self._note_clocks(lanes)
+                    self._note_idle(lanes)
                     next_check = now + _CHECK_INTERVAL
                     if all(stream.state in _DONE for stream in streams):
                         for lane, aligner in lanes:
@@ -501,6 +558,43 @@ class StreamGroup:
                         self._cond.notify_all()
                         logger.info("every camera of the group stopped")
                         return
+
+    def _note_idle(self, lanes: list[tuple[_Lane, Aligner[Frame]]]) -> None:
+        """Tell the aligners which cameras receive nothing at all (the caller holds the
+        lock): such a camera is not waited for a keyframe interval at start."""
+        for lane, aligner in lanes:
+            for name, stream in lane.sources.items():
+                aligner.set_idle(name, stream.stats.waiting_for is not None)
+
+    def _note_clocks(self, lanes: list[tuple[_Lane, Aligner[Frame]]]) -> None:
+        """Warn, by name, when a camera's clock starts or stops disagreeing with the
+        others' (the caller holds the lock)."""
+        for lane, aligner in lanes:
+            if lane.role != MAIN_ROLE:  # the cameras' other streams share their clock
+                continue
+            for name in self.names:
+                off = aligner.off_clock(name)
+                if off == (name in lane.off_clock):
+                    continue
+                delay = aligner.delay(name)
+                if off:
+                    lane.off_clock.add(name)
+                    others = [
+                        d for n in self.names if n != name and (d := aligner.delay(n)) is not None
+                    ]
+                    logger.warning(
+                        "%s: its frames arrive %.2f s after their capture time, the other "
+                        "cameras' %.2f s: its clock is off by more than max_wait (%.1f s); "
+                        "its frames are dropped until it agrees. Set the camera's clock "
+                        "(NTP), its clock_offset, or capture_clock='arrival'",
+                        name,
+                        delay if delay is not None else float("nan"),
+                        min(others, default=float("nan")),
+                        aligner.max_wait,
+                    )
+                else:
+                    lane.off_clock.discard(name)
+                    logger.warning("%s: its clock agrees with the others' again", name)
 
     def _publish(self, lane: _Lane, match: Match[Frame]) -> None:
         """Make ``match`` the lane's newest set (the caller holds the lock); feed its
@@ -582,14 +676,23 @@ class StreamGroup:
                 sender_running=None if sender is None else sender.is_running,
                 sender_restarts=0 if sender is None else sender.restarts,
                 offset_p50=percentile(offsets, 0.5),
+                drop_reasons=counts.reasons() if counts else {},
+                off_clock=aligner.off_clock(name) if aligner is not None else False,
+                delay=aligner.delay(name) if aligner is not None else None,
             )
         skews, latencies = sorted(lane.skews), sorted(lane.latencies)
+        now = time.monotonic()
         return GroupStats(
             sets=lane.seq + 1,
             partial=lane.partial,
             delivered=lane.delivered,
             skipped=lane.skipped,
-            sets_per_second=per_second(lane.emits, time.monotonic(), _RATE_WINDOW),
+            sets_per_second=per_second(
+                lane.emits,
+                now,
+                window=_RATE_WINDOW,
+                start_mono=lane.start_mono if lane.start_mono is not None else now,
+            ),
             skew_p50=percentile(skews, 0.5),
             skew_p95=percentile(skews, 0.95),
             latency_p50=percentile(latencies, 0.5),

@@ -21,16 +21,26 @@ Policies:
     once, sets in time order (the idea of ROS message_filters' ApproximateTime). The
     *pivot* is the latest of the cameras' oldest waiting frames: no earlier set can
     include every camera. Each other camera contributes its frame nearest to the pivot,
-    as soon as that is certain, i.e. once it has seen a frame at or after the pivot.
-    A set wider than ``max_skew`` is not emitted: frames that can no longer be within
-    ``max_skew`` of every other camera are dropped.
+    as soon as that is certain, i.e. once it has seen a frame at or after the pivot, or
+    once that frame cannot arrive within ``max_wait`` (its path delay is known).
+    When no set of every camera fits within ``max_skew`` around the pivot (capture phases
+    spread wider than ``max_skew``, a camera whose clock is off, cameras at different
+    rates), the set of the *earliest* waiting frame is emitted instead: that frame and,
+    of every other camera, its first frame within ``max_skew`` after it; the cameras
+    without one are ``missing``. So the group never goes silent while cameras deliver.
 ``exact``
-    Equal keys (within ``exact_tolerance``): recordings of hardware-synchronised cameras.
+    Equal keys (within ``exact_tolerance``), by the same rules as ``nearest``: recordings
+    of hardware-synchronised cameras.
 
 A camera that delivers nothing for ``max_wait`` seconds is *silent*. With
 ``on_missing="partial"`` sets are emitted without it (named in ``missing``), and a set
 that waited ``max_wait`` for a camera is emitted without that camera; with ``"wait"``
-only complete sets are emitted.
+only complete sets are emitted. A camera that has not delivered its first frame holds
+sets back ``first_frame_grace`` (a keyframe interval) after the others delivered theirs
+at most, and ``first_frame_wait`` after start at most.
+
+Sets come in the order of their earliest frame. Every frame given to :meth:`Aligner.add`
+ends in exactly one set or is dropped, and :class:`CameraCounts` says why.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, Protocol, TypeVar
 
 from .config import MissingPolicy, SyncPolicy
@@ -94,40 +104,119 @@ class Match(Generic[F]):
 
 @dataclass
 class CameraCounts:
-    """What happened to one camera's frames inside the aligner."""
+    """What happened to one camera's frames inside the aligner.
+
+    Every frame added is either ``used`` once, dropped for one of the reasons below, or
+    still waiting (:meth:`Aligner.waiting`).
+    """
 
     #: Frames that went into a set.
     used: int = 0
-    #: Frames that could not be part of any set (too far from the other cameras, or
-    #: overtaken by newer frames) and were dropped.
-    dropped: int = 0
-    #: Times the camera's keys went backwards (a restarted or looping source) and its
-    #: waiting frames were discarded.
+    #: Dropped: a newer frame of the same camera went into the set instead (a camera
+    #: faster than the others, or frames lost by another camera).
+    overtaken: int = 0
+    #: Dropped: no set of every camera within the tolerance could hold it
+    #: (``on_missing="wait"`` only: with ``"partial"`` such a frame goes into a partial set).
+    unmatched: int = 0
+    #: Dropped: older than a set already emitted: it came more than ``max_wait`` after the
+    #: frames taken at the same time, or the camera's clock runs behind the others'.
+    late: int = 0
+    #: Dropped: pushed out of the camera's ``history`` of waiting frames while no set
+    #: reached it (the camera's clock runs ahead of the others', or they stalled).
+    expired: int = 0
+    #: Dropped: the camera's clock disagrees with most cameras' by more than ``max_wait``
+    #: (its arrival minus capture time, the lowest over its recent frames): its frames
+    #: cannot be in a set with theirs and are not waited for.
+    clock: int = 0
+    #: Dropped: waiting when the camera's keys went backwards (a restarted or looping
+    #: source), see :attr:`resets`.
+    discarded: int = 0
+    #: Times the camera's keys went backwards and its waiting frames were discarded.
     resets: int = 0
+
+    @property
+    def dropped(self) -> int:
+        """Frames that went into no set, whatever the reason."""
+        return sum(self.reasons().values())
+
+    def reasons(self) -> dict[str, int]:
+        """The drop counts by reason, for stats and logs."""
+        return {
+            "overtaken": self.overtaken,
+            "unmatched": self.unmatched,
+            "late": self.late,
+            "expired": self.expired,
+            "clock": self.clock,
+            "discarded": self.discarded,
+        }
+
+
+DropReason = Literal["overtaken", "unmatched", "late", "expired", "clock", "discarded"]
+_DELAYS = 32  # frames over which a camera's path delay (its lowest) is estimated
+# A camera keeps its frames for max_wait (plus a margin, so that a set waiting for a late
+# camera still has them when its wait runs out) even beyond ``history``, up to this many
+# times ``history``: at 30 fps, 8 frames last 0.27 s, less than the 0.5 s a set may wait.
+_HISTORY_STRETCH = 8
+_WAIT_MARGIN = 0.1
 
 
 class _Camera(Generic[F]):
-    __slots__ = ("counts", "intervals", "newest", "queue")
+    __slots__ = (
+        "counts",
+        "delays",
+        "first_mono",
+        "idle",
+        "intervals",
+        "newest",
+        "off_clock",
+        "queue",
+    )
 
     def __init__(self) -> None:
         self.queue: deque[F] = deque()
         self.newest: F | None = None
+        self.first_mono: float | None = None  # when its first frame arrived
         self.counts = CameraCounts()
         self.intervals: deque[float] = deque(maxlen=16)
+        self.delays: deque[float] = deque(maxlen=_DELAYS)  # arrival_time minus key
+        self.off_clock = False  # its clock disagrees with most cameras' (see CameraCounts)
+        self.idle = False  # its source receives nothing at all (see Aligner.set_idle)
+
+    @property
+    def delay(self) -> float | None:
+        """Its path delay plus clock error: the lowest arrival minus key of recent frames."""
+        return min(self.delays) if self.delays else None
 
     @property
     def min_interval(self) -> float | None:
         """The shortest recent gap between two frames: no frame comes sooner after one."""
         return min(self.intervals) if self.intervals else None
 
+    def drop(self, frame: F, reason: DropReason) -> None:
+        self.queue.remove(frame)
+        self.count_drop(reason)
+
+    def count_drop(self, reason: DropReason, count: int = 1) -> None:
+        setattr(self.counts, reason, getattr(self.counts, reason) + count)
+
+
+class _Wait:
+    """What a policy step returns when it must wait for a frame or for a deadline."""
+
+
+_WAIT = _Wait()
+Chosen = dict[str, F]
+
 
 class Aligner(Generic[F]):
     """Groups the frames of named cameras into sets by capture time; see the module doc.
 
-    ``history`` bounds each camera's waiting frames (the oldest is dropped beyond it):
-    it must cover the largest difference in path delay between cameras, in frames.
+    ``history`` bounds each camera's waiting frames: beyond it, the oldest is dropped
+    once it has waited ``max_wait`` (a set may wait that long for a late camera), and in
+    any case beyond eight times ``history``.
     ``start_mono`` is when the cameras were started (``time.monotonic()``): a camera that
-    has not delivered a frame ``first_frame_wait`` (at least ``max_wait``) after it is
+    has not delivered a frame ``first_frame_wait`` after it, or ``first_frame_grace``
+    after every other camera delivered its first (each at least ``max_wait``), is
     silent; senders and decoders take a moment (a keyframe) to deliver their first frame.
     """
 
@@ -143,6 +232,7 @@ class Aligner(Generic[F]):
         exact_tolerance: float = 1e-4,
         start_mono: float = 0.0,
         first_frame_wait: float = 0.0,
+        first_frame_grace: float = 0.0,
     ) -> None:
         if not names:
             raise ValueError("an Aligner needs at least one camera")
@@ -159,6 +249,7 @@ class Aligner(Generic[F]):
         self.history = history
         self.start_mono = start_mono
         self.first_frame_wait = max(first_frame_wait, max_wait)
+        self.first_frame_grace = max(first_frame_grace, max_wait)
         if policy == "exact":
             self._tolerance = exact_tolerance
         elif policy == "nearest" and max_skew is not None:
@@ -168,6 +259,7 @@ class Aligner(Generic[F]):
         self._cameras: dict[str, _Camera[F]] = {name: _Camera() for name in self.names}
         self._deadline: float | None = None
         self._unstamped: set[str] = set()  # cameras whose newest frame has no capture time
+        self._floor = -math.inf  # the earliest key of the last set: no set may come before
 
     # -- input ------------------------------------------------------------------------
 
@@ -176,25 +268,46 @@ class Aligner(Generic[F]):
         camera = self._cameras.get(frame.source)
         if camera is None:
             raise KeyError(f"frame of unknown camera {frame.source!r}")
-        newest = camera.newest
-        camera.newest = frame
+        clock = self.clock
         if frame.capture_time is None:
             self._unstamped.add(frame.source)
         else:
             self._unstamped.discard(frame.source)
+        if self.clock != clock:  # every key changes its meaning: forget what was learnt
+            self._floor = -math.inf
+            for other in self._cameras.values():
+                other.intervals.clear()
+                other.delays.clear()
+        newest = camera.newest
+        camera.newest = frame
+        if camera.first_mono is None:
+            camera.first_mono = frame.arrival_mono
+        key = self._key(frame)
         if newest is not None:
-            step = self._key(frame) - self._key(newest)
+            step = key - self._key(newest)
             if step > 0:
                 camera.intervals.append(step)
             elif step < -self._slack:
-                camera.counts.dropped += len(camera.queue)
+                camera.count_drop("discarded", len(camera.queue))
                 camera.counts.resets += 1
                 camera.queue.clear()
                 camera.intervals.clear()
+                camera.delays.clear()
+        camera.delays.append(frame.arrival_time - key)
+        if camera.off_clock:
+            camera.count_drop("clock")
+            return
+        if self._ordered and key < self._floor:
+            camera.count_drop("late")
+            return
         camera.queue.append(frame)
-        while len(camera.queue) > self.history:
-            camera.queue.popleft()
-            camera.counts.dropped += 1
+        queue = camera.queue
+        while len(queue) > self.history and (
+            len(queue) > self.history * _HISTORY_STRETCH
+            or frame.arrival_mono - queue[0].arrival_mono > self.max_wait + _WAIT_MARGIN
+        ):
+            queue.popleft()
+            camera.count_drop("expired")
 
     # -- output -----------------------------------------------------------------------
 
@@ -224,18 +337,38 @@ class Aligner(Generic[F]):
 
     def counts(self, name: str) -> CameraCounts:
         """A copy of one camera's counters."""
-        counts = self._cameras[name].counts
-        return CameraCounts(counts.used, counts.dropped, counts.resets)
+        return replace(self._cameras[name].counts)
 
     def waiting(self, name: str) -> int:
         """Frames of one camera waiting for a set."""
         return len(self._cameras[name].queue)
+
+    def delay(self, name: str) -> float | None:
+        """One camera's lowest arrival time minus key over its recent frames (seconds):
+        its path delay plus its clock's error; None before its first frame."""
+        return self._cameras[name].delay
+
+    def set_idle(self, name: str, idle: bool) -> None:
+        """Say whether a camera's source receives nothing at all (no datagram, no
+        connection): before its first frame, such a camera holds sets ``max_wait`` at
+        most once the others deliver, not ``first_frame_grace``."""
+        self._cameras[name].idle = idle
+
+    def off_clock(self, name: str) -> bool:
+        """Whether the camera's :meth:`delay` is further than ``max_wait`` from most
+        cameras': its frames are dropped (``CameraCounts.clock``) until it agrees again."""
+        return self._cameras[name].off_clock
 
     # -- the policies -----------------------------------------------------------------
 
     @property
     def _slack(self) -> float:
         return 0.0 if math.isinf(self._tolerance) else self._tolerance
+
+    @property
+    def _ordered(self) -> bool:
+        """Whether sets come in time order (``latest`` pairs the newest frames instead)."""
+        return self.policy != "latest"
 
     def _key(self, frame: Timed) -> float:
         capture = frame.capture_time
@@ -244,67 +377,278 @@ class Aligner(Generic[F]):
         return frame.arrival_time
 
     def _present(self, now_mono: float) -> list[str]:
-        return [name for name, cam in self._cameras.items() if now_mono < self._silent_at(cam)]
+        """The cameras a set may hold: those not silent, and silent ones with frames still
+        waiting (``latest``: not silent only), whose clock agrees with most cameras'."""
+        live = [name for name, cam in self._cameras.items() if now_mono < self._silent_at(cam)]
+        if not self._ordered:
+            return live
+        self._judge_clocks(live)
+        return [
+            name
+            for name, camera in self._cameras.items()
+            if (name in live or camera.queue) and not camera.off_clock
+        ]
+
+    def _judge_clocks(self, live: list[str]) -> None:
+        """Mark the cameras whose delay (arrival minus key) is further than ``max_wait``
+        from that of a camera in the window of ``max_wait`` holding the most live cameras'
+        delays (on a tie, the window starting nearest to zero delay: a right clock and a
+        short path). Their frames can never be in a set with the others' in time: their
+        waiting frames are dropped."""
+        delays = sorted(
+            (delay, name) for name in live if (delay := self._cameras[name].delay) is not None
+        )
+        if len(delays) < 2:
+            for name in live:
+                self._cameras[name].off_clock = False
+            return
+        best: tuple[int, float] | None = None  # (-count, |start|)
+        low = high = delays[0][0]
+        end = 0
+        for start, (first, _) in enumerate(delays):
+            end = max(end, start)
+            while end + 1 < len(delays) and delays[end + 1][0] <= first + self.max_wait:
+                end += 1
+            rank = (start - end - 1, abs(first))
+            if best is None or rank < best:
+                best, low, high = rank, first, delays[end][0]
+        for name in live:  # a silent camera keeps its mark until it delivers again
+            camera = self._cameras[name]
+            delay = camera.delay  # off: further than max_wait from a camera of the window
+            off = delay is not None and not high - self.max_wait <= delay <= low + self.max_wait
+            if off and not camera.off_clock:
+                camera.count_drop("clock", len(camera.queue))
+                camera.queue.clear()
+            camera.off_clock = off
 
     def _silent_at(self, camera: _Camera[F]) -> float:
-        if camera.newest is None:
-            return self.start_mono + self.first_frame_wait
-        return camera.newest.arrival_mono + self.max_wait
+        if camera.newest is not None:  # max_wait beyond its own frame interval
+            interval = camera.min_interval or 0.0
+            return camera.newest.arrival_mono + interval + self.max_wait
+        silent_at = self.start_mono + self.first_frame_wait
+        firsts = [other.first_mono for other in self._cameras.values() if other is not camera]
+        if firsts and None not in firsts:  # every other camera is up: wait as for a late one
+            latest_first = max(t for t in firsts if t is not None)
+            grace = self.max_wait if camera.idle else self.first_frame_grace
+            silent_at = min(silent_at, max(self.start_mono, latest_first) + grace)
+        return silent_at
 
     def _step(self, now_mono: float) -> Match[F] | None:
+        if self._ordered:
+            self._drop_late()
         present = self._present(now_mono)
         if not present or (self.on_missing == "wait" and len(present) < len(self.names)):
             return None
         if self.policy == "latest":
             return self._step_latest(present, now_mono)
         while True:
-            self._prune(present)
             heads = {n: self._cameras[n].queue[0] for n in present if self._cameras[n].queue}
             if not heads:
                 return None
-            pivot_name = max(heads, key=lambda n: self._key(heads[n]))
-            pivot = heads[pivot_name]
-            target = self._key(pivot)
-            chosen: dict[str, F] = {pivot_name: pivot}
-            pending: dict[str, F | None] = {}
-            impossible = False
-            for name in present:
-                if name == pivot_name:
-                    continue
-                camera = self._cameras[name]
-                best = min(camera.queue, key=lambda f: abs(self._key(f) - target), default=None)
-                assert camera.newest is not None or best is None
-                if camera.newest is None or self._key(camera.newest) < target:
-                    if best is not None and self._certainly_nearest(camera, best, target):
-                        chosen[name] = best
-                    else:
-                        pending[name] = best  # a frame nearer to the pivot may still come
+            chosen = self._around_pivot(present, heads, now_mono)
+            if isinstance(chosen, _Wait):
+                return None
+            if chosen is not None:
+                return self._emit(chosen)
+            if self.on_missing == "wait":  # no complete set can hold the pivot
+                pivot_name = max(heads, key=lambda n: self._key(heads[n]))
+                self._cameras[pivot_name].drop(heads[pivot_name], "unmatched")
+                continue
+            chosen = self._from_earliest(present, heads, now_mono)
+            if isinstance(chosen, _Wait):
+                return None
+            if chosen is not None:
+                return self._emit(chosen)
+
+    def _around_pivot(
+        self, present: list[str], heads: dict[str, F], now_mono: float
+    ) -> Chosen[F] | _Wait | None:
+        """The set of every present camera around the pivot; None when none fits.
+
+        A camera that has not seen a frame at or after the pivot is waited for until its
+        nearest frame is certain, or ``max_wait`` after the pivot arrived; then the set is
+        emitted without it (with ``on_missing="partial"``).
+        """
+        pivot_name = max(heads, key=lambda n: self._key(heads[n]))
+        pivot = heads[pivot_name]
+        target = self._key(pivot)
+        due = pivot.arrival_mono + self.max_wait
+        chosen: dict[str, F] = {pivot_name: pivot}
+        pending: dict[str, F | None] = {}
+        for name in present:
+            if name == pivot_name:
+                continue
+            camera = self._cameras[name]
+            best = min(camera.queue, key=lambda f: abs(self._key(f) - target), default=None)
+            if camera.newest is None or self._key(camera.newest) < target:
+                if best is not None and self._certainly_nearest(camera, best, target):
+                    chosen[name] = best
+                elif camera.newest is None or (
+                    now_mono < self._silent_at(camera)
+                    and self._soonest(camera) - target <= self._tolerance
+                    and self._may_arrive(camera, target, due)
+                ):
+                    pending[name] = best  # a frame nearer to the pivot may still come
                 elif best is None or abs(self._key(best) - target) > self._tolerance:
-                    impossible = True
-                    break
+                    return None  # its next frame is too far from the pivot, or too late
                 else:
                     chosen[name] = best
-            if impossible:
-                self._drop(pivot_name, pivot)
+            elif best is None or abs(self._key(best) - target) > self._tolerance:
+                return None
+            else:
+                chosen[name] = best
+        if pending:
+            due = self._due(pivot, pending)
+            if now_mono < due:
+                if not self._may_fit(present, pivot_name, target, due, now_mono):
+                    return None  # no frame still to come can make a set of all
+                self._deadline = due
+                return _WAIT
+            if self.on_missing == "wait":
+                return None
+            for name, best in pending.items():
+                if best is not None and abs(self._key(best) - target) <= self._tolerance:
+                    chosen[name] = best
+        self._narrow(chosen, pivot_name, target)
+        keys = [self._key(f) for f in chosen.values()]
+        if max(keys) - min(keys) > self._tolerance:
+            return None
+        return chosen
+
+    def _may_fit(
+        self, present: list[str], pivot_name: str, target: float, due: float, now_mono: float
+    ) -> bool:
+        """Whether a set of every present camera holding the pivot can still fit within
+        the tolerance, with the frames waiting and those still to come (a live camera's
+        next frame has a key from its soonest on, if it can arrive by ``due``)."""
+        tolerance = self._tolerance
+        if math.isinf(tolerance):
+            return True
+        options: list[tuple[list[float], float]] = []  # (waiting keys, soonest future key)
+        for name in present:
+            if name == pivot_name:
                 continue
-            if pending:
-                due = self._due(pivot, pending)
-                if now_mono < due:
-                    self._deadline = due
-                    return None
-                if self.on_missing == "wait":
-                    self._drop(pivot_name, pivot)
-                    continue
-                for name, best in pending.items():
-                    if best is not None and abs(self._key(best) - target) <= self._tolerance:
-                        chosen[name] = best
-            self._narrow(chosen, pivot_name, target)
-            keys = [self._key(f) for f in chosen.values()]
-            if max(keys) - min(keys) > self._tolerance:
-                earliest = min(chosen, key=lambda n: self._key(chosen[n]))
-                self._drop(earliest, chosen[earliest])
+            camera = self._cameras[name]
+            future = math.inf
+            if camera.newest is None:
+                future = -math.inf
+            elif now_mono < self._silent_at(camera) and self._may_arrive(camera, target, due):
+                future = self._soonest(camera)
+            keys = [k for f in camera.queue if abs((k := self._key(f)) - target) <= tolerance]
+            if not keys and future - target > tolerance:
+                return False
+            options.append((keys, future))
+        starts = {0.0}  # windows [target + d - tolerance, target + d], d in [0, tolerance]
+        for keys, future in options:
+            starts.update(k - target for k in keys if k > target)
+            if 0 < future - target <= tolerance:
+                starts.add(future - target)
+        for start in sorted(starts):
+            high = target + start
+            low = high - tolerance
+            if all(
+                future - high <= 0 or any(low - k <= 0 <= high - k for k in keys)
+                for keys, future in options
+            ):
+                return True
+        return False
+
+    def _from_earliest(
+        self, present: list[str], heads: dict[str, F], now_mono: float
+    ) -> Chosen[F] | _Wait | None:
+        """The set of the earliest waiting frame: it and each other camera's first frame
+        within the tolerance after it, once no camera can bring an earlier frame or one
+        within the tolerance any more (or ``max_wait`` after it arrived).
+
+        None when the earliest frame was dropped as overtaken instead: a later set will
+        hold every camera of this one and a slower camera missing from it (10 fps beside
+        30 fps: sets of the slow camera's frames with the fast camera's nearest, and no
+        set of the fast camera alone in between).
+        """
+        first_name = min(heads, key=lambda n: self._key(heads[n]))
+        first = heads[first_name]
+        low = self._key(first)  # keys are compared as differences: epoch floats round
+        chosen: dict[str, F] = {first_name: first}
+        pending: list[str] = []
+        for name in present:
+            if name == first_name:
                 continue
-            return self._emit(chosen)
+            camera = self._cameras[name]
+            if camera.queue:  # every waiting frame is at or after the earliest
+                head = camera.queue[0]
+                if self._key(head) - low <= self._tolerance:
+                    chosen[name] = head
+                continue
+            newest = camera.newest
+            if newest is None:
+                pending.append(name)
+                continue
+            # its next frame: before the earliest (then its set comes first), inside the
+            # window (then it joins), or after the window (then it cannot join)
+            soonest = self._soonest(camera)
+            due = first.arrival_mono + self.max_wait
+            if (
+                now_mono < self._silent_at(camera)
+                and soonest - low <= self._tolerance
+                and self._may_arrive(camera, soonest, due)
+            ):
+                pending.append(name)
+        if pending:
+            due = self._due(first, pending)
+            if now_mono < due:
+                self._deadline = due
+                return _WAIT
+        if self._overtaken(chosen, now_mono):
+            self._cameras[first_name].drop(first, "overtaken")
+            return None
+        return chosen
+
+    def _overtaken(self, chosen: Chosen[F], now_mono: float) -> bool:
+        """Whether a later set will hold every camera of ``chosen`` and one more: a live
+        camera missing from it, slower than each of them, whose next frame each of them
+        will have a later frame within the tolerance of (frames regular, their shortest
+        interval apart)."""
+        steps = {}
+        for name, frame in chosen.items():
+            step = self._cameras[name].min_interval
+            if step is None:
+                return False
+            steps[name] = (self._key(frame), step)
+        for other, camera in self._cameras.items():
+            interval = camera.min_interval
+            if (
+                other in chosen
+                or camera.off_clock
+                or interval is None
+                or camera.newest is None
+                or not now_mono < self._silent_at(camera)
+            ):
+                continue
+            soonest = self._soonest(camera)
+            if all(
+                step < 0.9 * interval  # faster
+                and (count := round((soonest - key) / step)) >= 1
+                and abs(key + count * step - soonest) <= self._tolerance
+                for key, step in steps.values()
+            ):
+                return True
+        return False
+
+    def _soonest(self, camera: _Camera[F]) -> float:
+        """The earliest key the camera's next frame can have (frames do not come closer
+        together than the shortest interval seen)."""
+        assert camera.newest is not None
+        interval = camera.min_interval
+        return self._key(camera.newest) + (interval if interval is not None else 0.0)
+
+    def _may_arrive(self, camera: _Camera[F], key: float, by_mono: float) -> bool:
+        """Whether the camera's frame of time ``key`` can arrive by ``by_mono``, judged by
+        the lowest delay (arrival minus key) of its recent frames."""
+        delay, newest = camera.delay, camera.newest
+        if delay is None or newest is None:
+            return True
+        mono_minus_time = newest.arrival_mono - newest.arrival_time
+        return key + delay + mono_minus_time <= by_mono
 
     def _narrow(self, chosen: dict[str, F], pivot_name: str, target: float) -> None:
         """Re-choose, among each camera's frames just before and just after the pivot, the
@@ -352,7 +696,8 @@ class Aligner(Generic[F]):
             if k:
                 low, high = min(low, afters[k - 1]), max(high, afters[k - 1])
             span = max(high, high_before[k]) - min(low, low_before[k])
-            if span < best_span - margin:
+            # a narrower set wins by more than the margin, or by fitting the tolerance
+            if span < best_span - margin or span <= self._tolerance < best_span:
                 best_k, best_span = k, span
         for i, (_, name, before, after) in enumerate(options):
             chosen[name] = after if i < best_k else before
@@ -373,10 +718,12 @@ class Aligner(Generic[F]):
 
     def _due(self, frame: F, waiting_for: Iterable[str]) -> float:
         """When a set waiting for cameras is emitted without them: ``max_wait`` after its
-        frame arrived, and not before ``first_frame_wait`` for a camera not yet seen."""
+        frame arrived, and not before a camera not yet seen counts as silent."""
         due = frame.arrival_mono + self.max_wait
-        if any(self._cameras[name].newest is None for name in waiting_for):
-            due = max(due, self.start_mono + self.first_frame_wait)
+        for name in waiting_for:
+            camera = self._cameras[name]
+            if camera.newest is None:
+                due = max(due, self._silent_at(camera))
         return due
 
     def _certainly_nearest(self, camera: _Camera[F], best: F, target: float) -> bool:
@@ -389,32 +736,13 @@ class Aligner(Generic[F]):
         key = self._key(best)
         return target - key <= self._tolerance and target - key <= key + interval - target
 
-    def _prune(self, present: list[str]) -> None:
-        """Drop waiting frames that can no longer be within tolerance of every camera."""
-        if math.isinf(self._tolerance):
-            return
-        changed = True
-        while changed:
-            changed = False
-            floors = {}
-            for name in present:
-                camera = self._cameras[name]
-                frame = camera.queue[0] if camera.queue else camera.newest
-                if frame is not None:
-                    floors[name] = self._key(frame)
-            for name in present:
-                queue = self._cameras[name].queue
-                if not queue:
-                    continue
-                others = [floor for other, floor in floors.items() if other != name]
-                if others and self._key(queue[0]) < max(others) - self._tolerance:
-                    self._drop(name, queue[0])
-                    changed = True
-
-    def _drop(self, name: str, frame: F) -> None:
-        camera = self._cameras[name]
-        camera.queue.remove(frame)
-        camera.counts.dropped += 1
+    def _drop_late(self) -> None:
+        """Drop waiting frames older than the last set: no set can hold them any more."""
+        for camera in self._cameras.values():
+            queue = camera.queue
+            while queue and self._key(queue[0]) < self._floor:
+                queue.popleft()
+                camera.count_drop("late")
 
     def _emit(self, chosen: dict[str, F]) -> Match[F]:
         """Take the chosen frames (and the older ones, now useless) out of their queues."""
@@ -424,10 +752,11 @@ class Aligner(Generic[F]):
                 head = camera.queue.popleft()
                 if head is frame:
                     break
-                camera.counts.dropped += 1
+                camera.count_drop("overtaken")
             camera.counts.used += 1
         frames = {name: chosen[name] for name in self.names if name in chosen}
         keys = {name: self._key(f) for name, f in frames.items()}
+        self._floor = max(self._floor, min(keys.values()))
         mean = sum(keys.values()) / len(keys)
         return Match(
             frames=frames,

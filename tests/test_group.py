@@ -24,6 +24,7 @@ from syncstream import (
     SenderConfig,
     StreamClosed,
     StreamGroup,
+    StreamState,
     SyncStreamError,
 )
 from syncstream.config import ConvertPolicy, SyncPolicy
@@ -153,6 +154,53 @@ def test_wait_policy_gives_no_partial_sets() -> None:
         with pytest.raises(ReadTimeout):
             while True:
                 assert group.read(timeout=1.0).complete
+
+
+def _printed_rate(line: str) -> float:
+    """The rate a status line prints third: a camera's fps, the group's sets/s."""
+    return float(line.split()[2])
+
+
+def test_a_silent_udp_camera_says_no_data_and_start_up_rates_stay_sane() -> None:
+    port = free_udp_port()  # nobody sends to it
+    cams = [_camera("live"), Camera(name="quiet", url=f"udp://127.0.0.1:{port}")]
+    # frames of "live" wait for "quiet" for first_frame_wait, then go out in a burst
+    with StreamGroup(cams, max_wait=0.3, first_frame_wait=2.0) as group:
+        started = time.monotonic()  # the group and its streams started before this
+        deadline = started + 30.0
+        snapshots = 0
+        while True:
+            # every snapshot from the start: printed rates within what the counters allow
+            elapsed = time.monotonic() - started  # at most the time the rates cover
+            stats = group.stats
+            live, quiet, group_line = stats.lines()
+            span = min(2.0, max(elapsed, 1.0))  # the shortest span a rate is taken over
+            assert _printed_rate(group_line) <= stats.sets / span + 0.05, (stats, elapsed)
+            decoded = stats.cameras["live"].stream.decoded
+            assert _printed_rate(live) <= decoded / span + 0.05, (stats, elapsed)
+            assert _printed_rate(quiet) == 0.0
+            snapshots += 1
+            if stats.sets >= 30 and f"no data on udp port {port}" in quiet:
+                break
+            assert time.monotonic() < deadline, stats.lines()
+            time.sleep(0.01)
+        quiet_stats = stats.cameras["quiet"].stream
+        assert quiet_stats.state in (StreamState.CONNECTING, StreamState.STALE)
+        assert quiet_stats.waiting_for == f"no data on udp port {port}"
+        assert quiet.split()[:2] == ["quiet", quiet_stats.state.value]
+        assert stats.cameras["live"].stream.waiting_for is None
+        assert stats.partial >= 30 and snapshots > 1
+
+
+def test_a_read_that_times_out_names_what_a_silent_camera_waits_for() -> None:
+    port = free_udp_port()  # nobody sends to it
+    with StreamGroup([Camera(name="quiet", url=f"udp://127.0.0.1:{port}")]) as group:
+        deadline = time.monotonic() + 10.0
+        while group.streams["quiet"].stats.waiting_for is None:  # until its socket is open
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(ReadTimeout, match=rf"quiet: \w+ \(no data on udp port {port}\)"):
+            group.read(timeout=0.2)
 
 
 def test_a_slow_processor_slows_neither_the_group_nor_the_others(

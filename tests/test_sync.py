@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from syncstream.clock import (
@@ -184,7 +184,7 @@ def test_a_silent_camera_is_not_waited_for_once_known_silent() -> None:
         for match in aligner.poll(shot.arrival_mono):
             emitted_at[match.frames["a"].seq] = shot.arrival_mono
     a_arrivals = {s.seq: s.arrival_mono for s in camera("a", 60)}
-    silent_since = b[-1].arrival_mono + 0.2
+    silent_since = b[-1].arrival_mono + PERIOD + 0.2  # max_wait beyond its frame interval
     late = [k for k in range(10, 60) if a_arrivals[k] > silent_since]
     assert late and all(emitted_at[k] == a_arrivals[k] for k in late)
 
@@ -195,17 +195,39 @@ def test_wait_policy_emits_only_complete_sets() -> None:
     assert len(matches) == 20 and all(not m.missing for m in matches)
 
 
-def test_next_deadline_says_when_a_partial_set_falls_due() -> None:
+def test_a_camera_never_seen_holds_sets_max_wait_after_the_others_are_up() -> None:
     aligner: Aligner[Shot] = Aligner(["a", "b"], max_wait=0.3, first_frame_wait=1.0, history=32)
-    assert aligner.next_deadline(0.0) == pytest.approx(1.0)
-    for shot in camera("a", 28, delay=0.0):  # a delivers from 0 to 0.9 s; b never
+    assert aligner.next_deadline(0.0) == pytest.approx(1.0)  # nobody up yet
+    shots = camera("a", 28, delay=0.0)  # a delivers from 0 to 0.9 s; b never
+    for shot in shots[:9]:  # up to 0.27 s
         aligner.add(shot)
         assert aligner.poll(shot.arrival_mono) == []  # b may still deliver its first frame
-    assert aligner.next_deadline(0.9) == pytest.approx(1.0)
-    matches = aligner.poll(1.0)
-    assert [m.frames["a"].seq for m in matches] == list(range(28))
+    assert aligner.next_deadline(0.27) == pytest.approx(0.3)  # max_wait after a was up
+    matches = aligner.poll(0.3)
+    assert [m.frames["a"].seq for m in matches] == list(range(9))
     assert all(m.missing == ("b",) for m in matches)
-    assert aligner.next_deadline(1.0) == pytest.approx(0.9 + 0.3)  # a goes silent then
+    aligner.add(shots[9])  # at 0.3 s: b turns silent
+    late = [m.frames["a"].seq for m in aligner.poll(0.31)]
+    assert late == [9]
+    for shot in shots[10:]:  # from then on each frame makes its set at once
+        aligner.add(shot)
+        assert [m.frames["a"].seq for m in aligner.poll(shot.arrival_mono)] == [shot.seq]
+    # a goes silent max_wait after its next frame was due
+    assert aligner.next_deadline(0.9) == pytest.approx(0.9 + PERIOD + 0.3)
+
+
+def test_cameras_never_seen_are_waited_for_first_frame_wait_while_not_all_are_up() -> None:
+    aligner: Aligner[Shot] = Aligner(
+        ["a", "b", "c"], max_wait=0.3, first_frame_wait=2.0, history=64
+    )
+    shots = camera("a", 60, delay=0.0)  # a up at 0; b and c never
+    held = [s for s in shots if s.arrival_mono < 1.99]
+    for shot in held:
+        aligner.add(shot)
+        assert aligner.poll(shot.arrival_mono) == []  # b and c may still come up
+    matches = aligner.poll(2.0)
+    assert [m.frames["a"].seq for m in matches] == [s.seq for s in held]
+    assert all(m.missing == ("b", "c") for m in matches)
 
 
 def test_pts_wrap_does_not_break_alignment() -> None:
@@ -260,10 +282,17 @@ def test_max_skew_refuses_sets_wider_than_it() -> None:
 
 
 def test_history_bounds_the_frames_kept() -> None:
-    aligner: Aligner[Shot] = Aligner(["a", "b"], history=3, max_wait=5.0)
-    for shot in camera("a", 10):
+    # beyond `history`, a frame is kept while it waited less than max_wait (+0.1 s), so a
+    # set waiting for a late camera still has its frames when the wait runs out
+    aligner: Aligner[Shot] = Aligner(["a", "b"], history=3, max_wait=0.11)
+    for shot in camera("a", 10):  # 0.3 s of frames
         aligner.add(shot)
-    assert aligner.waiting("a") == 3 and aligner.counts("a").dropped == 7
+    assert aligner.waiting("a") == 7 and aligner.counts("a").expired == 3
+    stretched: Aligner[Shot] = Aligner(["a", "b"], history=3, max_wait=5.0)
+    for shot in camera("a", 40):
+        stretched.add(shot)
+    assert stretched.waiting("a") == 24  # never more than 8 times history
+    assert stretched.counts("a").expired == 16
 
 
 def test_keys_going_backwards_reset_the_camera() -> None:
@@ -297,6 +326,9 @@ def test_bad_arguments_are_refused() -> None:
     jitter=st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=6),
     lost=st.sets(st.integers(0, 39), max_size=6),
     max_skew=st.sampled_from([0.005, 0.012, 0.02, 0.05]),
+)
+@example(  # keys compared as epoch floats lose ~2e-7 s: compare differences
+    delays=[0.0, 0.0], phases=[0.0, 0.005, 0.0, 0.0], jitter=[0.0], lost=set(), max_skew=0.005
 )
 def test_nearest_invariants(
     delays: list[float], phases: list[float], jitter: list[float], lost: set[int], max_skew: float

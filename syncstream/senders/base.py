@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 2.0
 _STDERR_LINES = 20
+# stop() waits this long for a start() in flight (preflight, spawn, SSH: each has its own
+# timeout below this), so that start cannot leave a process behind once stop returned.
+_START_TIMEOUT = 30.0
 
 #: What a process handle calls with each line ffmpeg writes to stderr.
 LineSink = Callable[[str], None]
@@ -132,6 +135,8 @@ class Sender:
         self._stderr_lines: deque[str] = deque(maxlen=_STDERR_LINES)
         self._watcher: threading.Thread | None = None
         self._started = False
+        self._start_done = threading.Event()  # clear while a start() is in flight
+        self._start_done.set()
 
     # -- what subclasses provide ------------------------------------------------------
 
@@ -166,7 +171,10 @@ class Sender:
         """Check the host, start ffmpeg and its watcher (idempotent while running).
 
         Raises :class:`PreflightFailed`, or :class:`SenderError` when ffmpeg exits within
-        ``startup_wait``; a stopped sender refuses to start again (:class:`StreamClosed`).
+        ``startup_wait``; a stopped sender refuses to start again (:class:`StreamClosed`),
+        and one stopped while starting raises it too. Whatever ends a start early (an
+        error, a :meth:`stop` from another thread, ``KeyboardInterrupt``) leaves no process
+        of this sender running and none to be restarted.
         """
         with self._lock:
             if self._stop_event.is_set():
@@ -174,37 +182,44 @@ class Sender:
             if self._started:
                 return self
             self._started = True
+            self._start_done.clear()
         try:
-            self.preflight()
-            handle = self._spawn(self._stderr_lines.append)
+            self._launch()
         except BaseException:
-            self._stop_event.set()
-            self._release()
+            self._shutdown()
             raise
+        finally:
+            self._start_done.set()
+        return self
+
+    def _launch(self) -> None:
+        """Preflight, spawn and watch the first process; :meth:`stop` may run meanwhile."""
+        self.preflight()
+        handle = self._spawn(self._stderr_lines.append)
         with self._lock:
             stopping = self._stop_event.is_set()
             if not stopping:
                 self._handle = handle  # from here on stop() ends it
         if stopping:  # stop() ran while we were spawning: it did not see this process
             self._end(handle)
-        status = handle.wait(self._startup_wait) if self._startup_wait > 0 else None
-        if self._stop_event.is_set():
             handle.release()
-            self._release()
             raise StreamClosed(f"{self.name}: sender was stopped while starting")
-        if status is not None:
-            with self._lock:
+        status = handle.wait(self._startup_wait) if self._startup_wait > 0 else None
+        with self._lock:
+            if self._stop_event.is_set():  # stop() ended the process during the wait
+                raise StreamClosed(f"{self.name}: sender was stopped while starting")
+            if status is not None:
                 self._handle, self._returncode = None, status
+            else:  # started under the lock: a stop() now joins it, a later one sees it
+                watcher = threading.Thread(
+                    target=self._watch, name=f"syncstream-sender:{self.name}", daemon=True
+                )
+                watcher.start()
+                self._watcher = watcher
+        if status is not None:
             handle.release()
-            self._stop_event.set()
-            self._release()
             raise self._exit_error(status, "exited at start")
         logger.info("%s: ffmpeg started on %s, pid %s", self.name, self.host, handle.pid)
-        self._watcher = threading.Thread(
-            target=self._watch, name=f"syncstream-sender:{self.name}", daemon=True
-        )
-        self._watcher.start()
-        return self
 
     def _exit_error(self, status: int, what: str) -> SenderError:
         return SenderError(
@@ -279,15 +294,30 @@ class Sender:
     def stop(self) -> None:
         """Stop ffmpeg (SIGTERM, then SIGKILL after ``stop_timeout``) and the watcher.
 
-        Only the process this sender started is signalled. Idempotent.
+        Only the process this sender started is signalled. A :meth:`start` in flight in
+        another thread is waited for (bounded): it ends what it spawned and raises
+        :class:`StreamClosed`, so no process of this sender runs once stop() returns, and
+        the watcher never restarts one. Idempotent.
         """
         with self._lock:
             self._stop_event.set()
             handle = self._handle
         if handle is not None:
-            self._end(handle)
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join(_JOIN_TIMEOUT + self._stop_timeout)
+            self._end(handle)  # a process in its startup wait too: its start() returns
+        if not self._start_done.wait(_START_TIMEOUT):
+            logger.warning("%s: start() on %s still running after %.0f s", self.name,
+                           self.host, _START_TIMEOUT)  # fmt: skip
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Refuse restarts, end the current process, join the watcher, free the handle."""
+        with self._lock:
+            self._stop_event.set()
+            handle, watcher = self._handle, self._watcher
+        if handle is not None:
+            self._end(handle)  # returns at once for a process that has ended
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(_JOIN_TIMEOUT + self._stop_timeout)
         if handle is not None:
             handle.release()
         self._release()

@@ -4,18 +4,23 @@ Cameras on the same SSH host share one connection. Hosts are connected, clocks m
 and senders started in parallel, and every camera is tried before an error is raised, so
 one :class:`~syncstream.errors.GroupStartError` names all the broken cameras (like
 Fabric's per-host group results); whatever did start is stopped again.
+
+Every session and sender is registered before it connects or starts, so :meth:`stop`
+reaches the ones still starting, from another thread or when waiting for them is
+interrupted (Ctrl-C): nothing started by the fleet outlives it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..clock import ClockOffset
 from ..config import Camera, Encoding, SenderConfig, SenderOutput, SSHHost, parse_udp_destination
-from ..errors import GroupStartError
+from ..errors import GroupStartError, StreamClosed
 from ..ssh import SSHSession
 from .base import Sender
 from .command import receiver_address
@@ -70,19 +75,34 @@ def sender_config_for(camera: Camera) -> SenderConfig:
     return config.model_copy(update=update)
 
 
-def _parallel(items: dict[K, Callable[[], T]]) -> dict[K, T | BaseException]:
-    """Run each call on a pool; map each key to its result or the exception it raised."""
+def _parallel(
+    items: dict[K, Callable[[], T]], cancel: Callable[[], None] | None = None
+) -> dict[K, T | BaseException]:
+    """Run each call on a pool; map each key to its result or the exception it raised.
+
+    When waiting is interrupted (``KeyboardInterrupt``, any exception), the calls not
+    begun are dropped and ``cancel()`` makes the running ones end soon; their threads are
+    joined before the exception goes on, so no call outlives this function.
+    """
     if not items:
         return {}
-    results: dict[K, T | BaseException] = {}
-    with ThreadPoolExecutor(
+    pool = ThreadPoolExecutor(
         max_workers=min(_MAX_PARALLEL, len(items)), thread_name_prefix="syncstream-start"
-    ) as pool:
+    )
+    try:
         futures = {key: pool.submit(call) for key, call in items.items()}
+        results: dict[K, T | BaseException] = {}
         for key, future in futures.items():
             exc = future.exception()
             results[key] = exc if exc is not None else future.result()
-    return results
+        return results
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if cancel is not None:
+            cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 class SenderFleet:
@@ -90,7 +110,8 @@ class SenderFleet:
 
     :meth:`connect` opens the SSH sessions and measures each host's clock offset;
     :meth:`start` starts the senders and raises :class:`GroupStartError` naming every
-    camera that failed, in connect or in start. :meth:`stop` stops everything.
+    camera that failed, in connect or in start. :meth:`stop` stops everything, including
+    what is still connecting or starting; a stopped fleet does not start again.
     """
 
     def __init__(self, cameras: Sequence[Camera], *, clock_rounds: int = 10) -> None:
@@ -100,12 +121,17 @@ class SenderFleet:
         self.offsets: dict[str, ClockOffset] = {}
         self._sessions: dict[SSHHost, SSHSession] = {}
         self._failures: dict[str, BaseException] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._registered: dict[str, Sender] = {}  # every sender made, before it starts
 
     def connect(self) -> None:
         """Open one session per host and measure its clock; failures are kept for start()."""
         hosts = {camera.host for camera in self.cameras if camera.host is not None}
         sessions = {host: SSHSession(host) for host in hosts}
-        self._sessions.update(sessions)
+        with self._lock:
+            self._check_running()
+            self._sessions.update(sessions)  # before connecting: stop() closes them
         measured = {  # a host whose cameras all have a clock_offset given is not measured
             c.host for c in self.cameras if c.host is not None and c.clock_offset is None
         }
@@ -119,7 +145,11 @@ class SenderFleet:
 
             return connect_and_measure
 
-        results = _parallel({host: measure(session) for host, session in sessions.items()})
+        results = _parallel(
+            {host: measure(session) for host, session in sessions.items()}, self.stop
+        )
+        with self._lock:
+            self._check_running()
         for camera in self.cameras:
             if camera.host is None:
                 continue
@@ -143,11 +173,14 @@ class SenderFleet:
         for camera in self.cameras:
             if camera.name not in self._failures:
                 calls[camera.name] = self._starter(camera)
-        for name, result in _parallel(calls).items():
-            if isinstance(result, BaseException):
-                self._failures[name] = result
-            else:
-                self.senders[name] = result
+        results = _parallel(calls, self.stop)
+        with self._lock:
+            self._check_running()  # stop() from another thread stopped all of them
+            for name, result in results.items():
+                if isinstance(result, BaseException):
+                    self._failures[name] = result
+                else:
+                    self.senders[name] = result
         if self._failures:
             order = [camera.name for camera in self.cameras]
             failures = {name: self._failures[name] for name in order if name in self._failures}
@@ -164,17 +197,29 @@ class SenderFleet:
                 sender = LocalSender(config, name=camera.name)
             else:
                 sender = RemoteSender(self._sessions[camera.host], config, name=camera.name)
-            try:
-                return sender.start()
-            except BaseException:
-                sender.stop()
-                raise
+            with self._lock:
+                self._check_running()
+                self._registered[camera.name] = sender  # before it starts: stop() reaches it
+            return sender.start()  # a start that fails leaves nothing running
 
         return start
 
+    def _check_running(self) -> None:
+        """Raise StreamClosed once stop() was called (the caller holds the lock)."""
+        if self._stopped:
+            raise StreamClosed("the senders were stopped while starting")
+
     def stop(self) -> None:
-        """Stop every sender (in parallel) and close the sessions; idempotent."""
-        senders, self.senders = self.senders, {}
+        """Stop every sender, started or starting (in parallel), and close the sessions.
+
+        A sender still starting is waited for (bounded) and never started again; a session
+        still connecting is closed once its connect returns. Idempotent.
+        """
+        with self._lock:
+            self._stopped = True
+            senders = dict(self._registered)  # kept: a stop interrupted can be done again
+            self.senders = {}
+            sessions = list(self._sessions.values())
 
         def stopper(sender: Sender) -> Callable[[], None]:
             return sender.stop
@@ -182,6 +227,5 @@ class SenderFleet:
         for name, result in _parallel({n: stopper(s) for n, s in senders.items()}).items():
             if isinstance(result, BaseException):
                 logger.error("%s: stopping the sender failed: %s", name, result)
-        sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
+        for session in sessions:
             session.close()

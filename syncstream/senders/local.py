@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
 from ..config import RestartPolicy, SenderConfig
@@ -44,6 +44,16 @@ def tied_argv(argv: Sequence[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
+def _kill_unowned(name: str, spawning: Future[subprocess.Popen[bytes]]) -> None:
+    """Kill and reap a process whose start() was interrupted before it got the handle."""
+    if spawning.cancelled() or spawning.exception() is not None:
+        return
+    process = spawning.result()
+    process.kill()
+    process.communicate()  # reaps it and closes its pipes
+    logger.info("%s: pid %s killed, its start was interrupted", name, process.pid)
+
+
 class _PopenHandle:
     """A subprocess, its stderr drained line by line into a sink by a small thread."""
 
@@ -52,7 +62,10 @@ class _PopenHandle:
         stderr = process.stderr
         assert stderr is not None
         self._drain = threading.Thread(
-            target=self._drain_stderr, args=(stderr, sink), name=f"{name}-stderr", daemon=True
+            target=self._drain_stderr,
+            args=(stderr, sink),
+            name=f"syncstream-stderr:{name}",
+            daemon=True,
         )
         self._drain.start()
 
@@ -133,18 +146,22 @@ class LocalSender(Sender):
                 f"{self.name}: cannot start {self.argv[0]!r}: not found (PATH or path)",
                 returncode=None,
             )
+        spawning = _SPAWNER.submit(
+            subprocess.Popen,
+            tied_argv(self.argv),
+            stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
-            process = _SPAWNER.submit(
-                subprocess.Popen,
-                tied_argv(self.argv),
-                stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            ).result()
+            process = spawning.result()
         except OSError as exc:
             raise SenderError(
                 f"{self.name}: cannot start {self.argv[0]!r}: {exc}", returncode=None
             ) from exc
+        except BaseException:  # interrupted while waiting: nobody will own that process
+            spawning.add_done_callback(functools.partial(_kill_unowned, self.name))
+            raise
         return _PopenHandle(process, sink, self.name)
 
     @property
