@@ -162,6 +162,8 @@ _WAIT_MARGIN = 0.1
 
 class _Camera(Generic[F]):
     __slots__ = (
+        "_delay",
+        "_interval",
         "counts",
         "delays",
         "first_mono",
@@ -181,16 +183,32 @@ class _Camera(Generic[F]):
         self.delays: deque[float] = deque(maxlen=_DELAYS)  # arrival_time minus key
         self.off_clock = False  # its clock disagrees with most cameras' (see CameraCounts)
         self.idle = False  # its source receives nothing at all (see Aligner.set_idle)
+        self._delay: float | None = None  # min(delays), kept as they change
+        self._interval: float | None = None  # min(intervals)
 
     @property
     def delay(self) -> float | None:
         """Its path delay plus clock error: the lowest arrival minus key of recent frames."""
-        return min(self.delays) if self.delays else None
+        return self._delay
 
     @property
     def min_interval(self) -> float | None:
         """The shortest recent gap between two frames: no frame comes sooner after one."""
-        return min(self.intervals) if self.intervals else None
+        return self._interval
+
+    def learn(self, interval: float | None, delay: float) -> None:
+        """Take a new frame's gap to the one before (if it came later) and its delay."""
+        if interval is not None:
+            self.intervals.append(interval)
+            self._interval = min(self.intervals)
+        self.delays.append(delay)
+        self._delay = min(self.delays)
+
+    def forget(self) -> None:
+        """Forget the intervals and delays learnt (its keys changed their meaning)."""
+        self.intervals.clear()
+        self.delays.clear()
+        self._interval = self._delay = None
 
     def drop(self, frame: F, reason: DropReason) -> None:
         self.queue.remove(frame)
@@ -260,6 +278,7 @@ class Aligner(Generic[F]):
         self._deadline: float | None = None
         self._unstamped: set[str] = set()  # cameras whose newest frame has no capture time
         self._floor = -math.inf  # the earliest key of the last set: no set may come before
+        self._judged: tuple[tuple[str, float | None], ...] = ()  # see _judge_clocks
 
     # -- input ------------------------------------------------------------------------
 
@@ -276,24 +295,23 @@ class Aligner(Generic[F]):
         if self.clock != clock:  # every key changes its meaning: forget what was learnt
             self._floor = -math.inf
             for other in self._cameras.values():
-                other.intervals.clear()
-                other.delays.clear()
+                other.forget()
         newest = camera.newest
         camera.newest = frame
         if camera.first_mono is None:
             camera.first_mono = frame.arrival_mono
         key = self._key(frame)
+        interval = None
         if newest is not None:
             step = key - self._key(newest)
             if step > 0:
-                camera.intervals.append(step)
+                interval = step
             elif step < -self._slack:
                 camera.count_drop("discarded", len(camera.queue))
                 camera.counts.resets += 1
                 camera.queue.clear()
-                camera.intervals.clear()
-                camera.delays.clear()
-        camera.delays.append(frame.arrival_time - key)
+                camera.forget()
+        camera.learn(interval, frame.arrival_time - key)
         if camera.off_clock:
             camera.count_drop("clock")
             return
@@ -395,9 +413,11 @@ class Aligner(Generic[F]):
         delays (on a tie, the window starting nearest to zero delay: a right clock and a
         short path). Their frames can never be in a set with the others' in time: their
         waiting frames are dropped."""
-        delays = sorted(
-            (delay, name) for name in live if (delay := self._cameras[name].delay) is not None
-        )
+        state = tuple((name, self._cameras[name].delay) for name in live)
+        if state == self._judged:  # nothing changed since the last judgement
+            return
+        self._judged = state
+        delays = sorted((delay, name) for name, delay in state if delay is not None)
         if len(delays) < 2:
             for name in live:
                 self._cameras[name].off_clock = False
@@ -449,7 +469,8 @@ class Aligner(Generic[F]):
             if isinstance(chosen, _Wait):
                 return None
             if chosen is not None:
-                return self._emit(chosen)
+                earlier = self._before(chosen, present, heads, now_mono)
+                return self._emit(earlier if earlier is not None else chosen)
             if self.on_missing == "wait":  # no complete set can hold the pivot
                 pivot_name = max(heads, key=lambda n: self._key(heads[n]))
                 self._cameras[pivot_name].drop(heads[pivot_name], "unmatched")
@@ -500,7 +521,15 @@ class Aligner(Generic[F]):
         if pending:
             due = self._due(pivot, pending)
             if now_mono < due:
-                if not self._may_fit(present, pivot_name, target, due, now_mono):
+                keys = [self._key(f) for f in chosen.values()]
+                soonest = [
+                    max(self._soonest(c), target)
+                    for n in pending
+                    if (c := self._cameras[n]).newest is not None
+                ]
+                if max(keys + soonest) - min(keys) > self._tolerance and not self._may_fit(
+                    present, pivot_name, target, due, now_mono
+                ):
                     return None  # no frame still to come can make a set of all
                 self._deadline = due
                 return _WAIT
@@ -515,6 +544,33 @@ class Aligner(Generic[F]):
             return None
         return chosen
 
+    def _before(
+        self, chosen: Chosen[F], present: list[str], heads: dict[str, F], now_mono: float
+    ) -> Chosen[F] | None:
+        """A set of two cameras or more among the frames older than ``chosen`` (which
+        would otherwise be overtaken), to be emitted first: the earliest waiting frame
+        and each other camera's first older frame within the tolerance after it. None if
+        there is none, or if a later set holds its cameras and a slower one as well."""
+        if self.on_missing == "wait":
+            return None
+        first_name = min(heads, key=lambda n: self._key(heads[n]))
+        first = heads[first_name]
+        if first is chosen.get(first_name):
+            return None
+        low = self._key(first)
+        earlier: dict[str, F] = {first_name: first}
+        for name in present:
+            if name == first_name:
+                continue
+            for frame in self._cameras[name].queue:
+                if frame is chosen.get(name) or self._key(frame) - low > self._tolerance:
+                    break
+                earlier[name] = frame
+                break
+        if len(earlier) < 2 or self._overtaken(earlier, now_mono):
+            return None
+        return earlier
+
     def _may_fit(
         self, present: list[str], pivot_name: str, target: float, due: float, now_mono: float
     ) -> bool:
@@ -524,34 +580,34 @@ class Aligner(Generic[F]):
         tolerance = self._tolerance
         if math.isinf(tolerance):
             return True
-        options: list[tuple[list[float], float]] = []  # (waiting keys, soonest future key)
+        # The set's latest key, as an offset from the pivot's, is some h in [0, tolerance];
+        # each camera allows the h for which one of its frames, waiting or to come, lies
+        # in [h - tolerance, h]. Intersect what every camera allows.
+        allowed = [(0.0, tolerance)]
         for name in present:
             if name == pivot_name:
                 continue
             camera = self._cameras[name]
-            future = math.inf
+            spans = []
             if camera.newest is None:
-                future = -math.inf
+                spans.append((0.0, tolerance))
             elif now_mono < self._silent_at(camera) and self._may_arrive(camera, target, due):
-                future = self._soonest(camera)
-            keys = [k for f in camera.queue if abs((k := self._key(f)) - target) <= tolerance]
-            if not keys and future - target > tolerance:
+                future = self._soonest(camera) - target
+                if future <= tolerance:
+                    spans.append((max(future, 0.0), tolerance))
+            for frame in camera.queue:
+                offset = self._key(frame) - target
+                if -tolerance <= offset <= tolerance:
+                    spans.append((max(offset, 0.0), min(offset + tolerance, tolerance)))
+            allowed = [
+                (max(a, c), min(b, d))
+                for a, b in allowed
+                for c, d in spans
+                if max(a, c) <= min(b, d)
+            ]
+            if not allowed:
                 return False
-            options.append((keys, future))
-        starts = {0.0}  # windows [target + d - tolerance, target + d], d in [0, tolerance]
-        for keys, future in options:
-            starts.update(k - target for k in keys if k > target)
-            if 0 < future - target <= tolerance:
-                starts.add(future - target)
-        for start in sorted(starts):
-            high = target + start
-            low = high - tolerance
-            if all(
-                future - high <= 0 or any(low - k <= 0 <= high - k for k in keys)
-                for keys, future in options
-            ):
-                return True
-        return False
+        return True
 
     def _from_earliest(
         self, present: list[str], heads: dict[str, F], now_mono: float

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,3 +75,19 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def group_threads() -> list[str]:
+    """The names of the group, reader and processor threads alive now."""
+    prefixes = ("syncstream-group", "syncstream-reader", "syncstream-processor")
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
+
+
+@pytest.fixture
+def no_group_threads_left() -> Iterator[None]:
+    """After the test, every group thread ends within 5 s (asserted)."""
+    yield
+    deadline = time.monotonic() + 5.0
+    while group_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group_threads() == []

@@ -7,7 +7,6 @@ import logging
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -44,18 +43,7 @@ def _camera(name: str, **fields: object) -> Camera:
     return Camera.model_validate({"name": name, "sender": SMALL, "port": free_udp_port(), **fields})
 
 
-def _group_threads() -> list[str]:
-    prefixes = ("syncstream-group", "syncstream-reader", "syncstream-processor")
-    return [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
-
-
-@pytest.fixture(autouse=True)
-def _no_threads_left() -> Iterator[None]:
-    yield
-    deadline = time.monotonic() + 5.0
-    while _group_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _group_threads() == []
+pytestmark = pytest.mark.usefixtures("no_group_threads_left")
 
 
 def test_two_local_cameras_give_complete_sets_by_capture_time() -> None:

@@ -8,9 +8,7 @@ no set.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,18 +22,7 @@ def _camera(name: str, fps: float, **fields: object) -> Camera:
     return Camera.model_validate(fields)
 
 
-def _group_threads() -> list[str]:
-    prefixes = ("syncstream-group", "syncstream-reader", "syncstream-processor")
-    return [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
-
-
-@pytest.fixture(autouse=True)
-def _no_threads_left() -> Iterator[None]:
-    yield
-    deadline = time.monotonic() + 5.0
-    while _group_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _group_threads() == []
+pytestmark = pytest.mark.usefixtures("no_group_threads_left")
 
 
 def _read(group: StreamGroup, count: int, limit: float = 30.0) -> list[FrameSet]:
