@@ -16,13 +16,22 @@ run again, so a restart in flight is not taken for a leak. Memory is judged on t
 half of the run (allocators and caches settle first): the slope of a least-squares line
 through those samples, in MiB per hour.
 
-Run: ``python3 benchmarks/soak.py`` (``--seconds``, ``--cameras``, ``--churn``, ``--sample``).
-Not part of the test suite: it takes ten minutes.
+With ``--cycles N`` it soaks starts and stops instead: a group of four simulated local
+cameras, built as ``syncstream demo`` builds them, is started, read for ``--cycle-seconds``
+(2 by default) and closed, N times. Per cycle: the time from ``start()`` to the first set,
+a ``ReadTimeout`` on the first read (``--first-timeout``, 10 s) or on a later one
+(``--read-timeout``, 1 s), the sets per second over the cameras' rate, and the threads,
+descriptors and child processes left after ``close()``. A cycle lasts at most the start,
+the first timeout, the cycle's seconds, one read timeout and the close.
+
+Run: ``python3 benchmarks/soak.py`` (``--seconds``, ``--cameras``, ``--churn``, ``--sample``),
+``python3 benchmarks/soak.py --cycles 200``. Not part of the test suite: it takes ten minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import statistics
@@ -34,8 +43,20 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from syncstream import Camera, Recorder, SenderConfig, StreamGroup, Wall, WebView
+from syncstream import (
+    Camera,
+    GroupConfig,
+    ReadTimeout,
+    Recorder,
+    SenderConfig,
+    StreamGroup,
+    SyncStreamError,
+    Wall,
+    WebView,
+)
+from syncstream.cli.demo import demo_config
 from syncstream.senders import free_udp_port
+from syncstream.stats import percentile
 
 PATTERNS = ("testsrc", "smptebars", "testsrc2", "rgbtestsrc", "smptehdbars", "pal75bars")
 
@@ -205,6 +226,125 @@ def _report(samples: list[Sample], restarts: int, ports: list[int]) -> int:
     return 0 if flat else 1
 
 
+@dataclass
+class Cycle:
+    """One start, a few seconds of reading, one close."""
+
+    first_set: float | None = None  # seconds from start() to the first set
+    first_timeout: bool = False
+    later_timeouts: int = 0
+    reads: int = 0
+    partial: int = 0  # sets read without every camera
+    rate: float = float("nan")  # sets/s emitted after the first, over the slowest camera's fps
+    close: float = float("nan")  # seconds close() took
+    error: str | None = None
+    threads: int = 0  # left after close()
+    fds: int = 0
+    children: int = 0
+
+
+def _resources() -> tuple[int, int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd")), _children()
+
+
+def _cycle(
+    cams: list[Camera], config: GroupConfig, seconds: float, first: float, later: float
+) -> Cycle:
+    """Start a group, read sets for ``seconds`` after the first, close it."""
+    cycle = Cycle()
+    fps = min(camera.sender.fps if camera.sender else 30.0 for camera in cams)
+    begin = time.monotonic()
+    group = StreamGroup(cams, config)
+    try:
+        group.start()
+        try:
+            frameset = group.read(timeout=first)
+        except ReadTimeout:
+            cycle.first_timeout = True
+            return cycle
+        cycle.first_set = time.monotonic() - begin
+        cycle.reads, cycle.partial = 1, int(bool(frameset.missing))
+        since, sets = time.monotonic(), group.stats.sets
+        while time.monotonic() - since < seconds:
+            try:
+                frameset = group.read(timeout=later)
+            except ReadTimeout:
+                cycle.later_timeouts += 1
+                continue
+            cycle.reads += 1
+            cycle.partial += bool(frameset.missing)
+        cycle.rate = (group.stats.sets - sets) / (time.monotonic() - since) / fps
+    except SyncStreamError as exc:
+        cycle.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        closing = time.monotonic()
+        group.close()
+        cycle.close = time.monotonic() - closing
+        cycle.threads, cycle.fds, cycle.children = _resources()
+    return cycle
+
+
+def cycle_soak(
+    count: int, cameras: int, seconds: float, size: tuple[int, int], first: float, later: float
+) -> int:
+    """Start and close a demo group ``count`` times; exit status 0 when no read timed out,
+    no cycle failed and nothing was left behind."""
+    session = demo_config(cameras, seconds, size=size)
+    ports = [camera.port for camera in session.cameras if camera.port is not None]
+    before = _resources()
+    cycles: list[Cycle] = []
+    for index in range(count):
+        cycle = _cycle(session.cameras, session.group, seconds, first, later)
+        cycles.append(cycle)
+        first_set = "none" if cycle.first_set is None else f"{cycle.first_set:.2f} s"
+        print(
+            f"cycle {index + 1:3d}: first set {first_set}, sets/s {cycle.rate:.2f} of the "
+            f"cameras' rate, timeouts {int(cycle.first_timeout)}/{cycle.later_timeouts}, "
+            f"partial {cycle.partial}/{cycle.reads}, close {cycle.close:.2f} s, threads "
+            f"{cycle.threads} fds {cycle.fds} children {cycle.children}"
+            + (f", {cycle.error}" if cycle.error else ""),
+            flush=True,
+        )
+    time.sleep(1)
+    left = _senders(ports)
+    return _report_cycles(cycles, before, left)
+
+
+def _report_cycles(cycles: list[Cycle], before: tuple[int, int, int], left: int) -> int:
+    firsts = sorted(c.first_set for c in cycles if c.first_set is not None)
+    rates = [c.rate for c in cycles if not math.isnan(c.rate)]
+    closes = sorted(c.close for c in cycles)
+    first_timeouts = sum(c.first_timeout for c in cycles)
+    later_timeouts = sum(c.later_timeouts for c in cycles)
+    errors = [c.error for c in cycles if c.error]
+    print()
+    print(f"cycles: {len(cycles)}, failed: {len(errors)}")
+    print(f"ReadTimeouts: first read {first_timeouts}, later reads {later_timeouts}")
+    if firsts:
+        p50, p95 = percentile(firsts, 0.5), percentile(firsts, 0.95)
+        print(f"time to the first set: p50 {p50:.2f} s, p95 {p95:.2f} s, max {firsts[-1]:.2f} s")
+    if rates:
+        print(
+            f"sets/s over the cameras' rate: median {statistics.median(rates):.2f}, "
+            f"min {min(rates):.2f}"
+        )
+    print(f"partial sets read: {sum(c.partial for c in cycles)} of {sum(c.reads for c in cycles)}")
+    print(f"close: p50 {statistics.median(closes):.2f} s, max {closes[-1]:.2f} s")
+    print()
+    print("| resource | before | after cycle 1 | after the last | max after a cycle |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for i, name in enumerate(("threads", "fds", "children")):
+        after = [getattr(c, name) for c in cycles]
+        print(f"| {name} | {before[i]} | {after[0]} | {after[-1]} | {max(after)} |")
+    print(f"senders left after close: {left}")
+    flat = all(
+        getattr(cycles[-1], n) <= getattr(cycles[0], n) for n in ("threads", "fds", "children")
+    )
+    ok = flat and left == 0 and not errors and first_timeouts == later_timeouts == 0
+    print("cycles: ok" if ok else "cycles: NOT OK")
+    return 0 if ok else 1
+
+
 def main() -> int:
     """Parse the arguments and soak."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -213,8 +353,21 @@ def main() -> int:
     parser.add_argument("--churn", type=float, default=30.0, help="seconds between kills")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--size", default="320x240")
+    parser.add_argument("--cycles", type=int, default=0, help="start/stop cycles instead")
+    parser.add_argument("--cycle-seconds", type=float, default=2.0, help="reading per cycle")
+    parser.add_argument("--first-timeout", type=float, default=10.0, help="first read (s)")
+    parser.add_argument("--read-timeout", type=float, default=1.0, help="later reads (s)")
     args = parser.parse_args()
     width, _, height = args.size.partition("x")
+    if args.cycles > 0:
+        return cycle_soak(
+            args.cycles,
+            args.cameras,
+            args.cycle_seconds,
+            (int(width), int(height)),
+            args.first_timeout,
+            args.read_timeout,
+        )
     return soak(args.seconds, args.cameras, args.churn, args.sample, (int(width), int(height)))
 
 
