@@ -636,7 +636,7 @@ class GroupConfig(_Model):
         ge=0,
         description="Seconds after start a camera may take to deliver its first frame before "
         "sets are emitted without it (at least max_wait); once every other camera "
-        "delivers, it holds sets one keyframe interval plus max_wait at most.",
+        "delivers, it holds sets two keyframe intervals plus max_wait at most.",
     )
     clock_rounds: int = Field(
         default=10, ge=1, le=1000, description="SSH round trips per remote host to measure offset."
