@@ -25,6 +25,7 @@ __all__ = [
     "MissingPolicy",
     "ReaderSettings",
     "RestartPolicy",
+    "RtspTransport",
     "SSHHost",
     "SenderConfig",
     "SenderOutput",
@@ -37,6 +38,8 @@ __all__ = [
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
 CaptureClock = Literal["auto", "sender", "none"]
+#: How RTP reaches us from an rtsp:// camera: "auto" is FFmpeg's choice (UDP, then TCP).
+RtspTransport = Literal["auto", "udp", "tcp"]
 #: Encoders a sender may use. Each must be carried in MPEG-TS so that FFmpeg demuxes and
 #: decodes it again: MJPEG is not (its demuxer sees a data stream), so it is not offered.
 Codec = Literal["libx264", "mpeg2video"]
@@ -171,6 +174,11 @@ class ReaderSettings(_Model):
         "for the next frame to start. False: each PES packet is one whole frame (as ffmpeg "
         "and every syncstream sender write it) and is decoded as soon as it is in, a frame "
         "interval sooner. Set it for a sender that splits or merges frames across PES packets.",
+    )
+    rtsp_transport: RtspTransport = Field(
+        default="auto",
+        description="rtsp://: 'udp' or 'tcp' (RTP interleaved in the RTSP connection, for "
+        "networks that drop or block UDP); 'auto' lets FFmpeg try UDP, then TCP.",
     )
 
     @model_validator(mode="after")

@@ -95,6 +95,11 @@ class Frame:
             return None
         return self.arrival_time - self.capture_time
 
+    @property
+    def clock(self) -> Literal["sender", "arrival"]:
+        """``"sender"`` when the frame carries a capture time, else ``"arrival"``."""
+        return "sender" if self.capture_time is not None else "arrival"
+
     def __repr__(self) -> str:
         role = "" if self.role == "main" else f", role={self.role!r}"
         return (

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TypedDict, Unpack
 
 from .clock import plausible_capture_time, unwrap_pts_time
-from .config import Backend, CaptureClock, StreamConfig, redact_url
+from .config import Backend, CaptureClock, RtspTransport, StreamConfig, redact_url
 from .errors import (
     NoFrameYet,
     ReadTimeout,
@@ -72,6 +72,7 @@ class StreamOptions(TypedDict, total=False):
     max_frame_bytes: int
     udp_buffer_bytes: int
     parse_frames: bool
+    rtsp_transport: RtspTransport
 
 
 @dataclass(frozen=True)
@@ -535,7 +536,11 @@ class VideoStream:
         if config.capture_clock == "none":
             return None
         sender_time = source_frame.sender_time
-        if sender_time is None and source_frame.pts_time is not None:
+        if (
+            sender_time is None
+            and source_frame.wall_clock_pts
+            and source_frame.pts_time is not None
+        ):
             sender_time = source_frame.pts_time
             if source_frame.pts_period is not None:
                 sender_time = unwrap_pts_time(

@@ -13,6 +13,12 @@ What it serves::
     rtsp://<host>:<port><path>
         videotestsrc (live) -> x264enc (baseline, zerolatency) -> rtph264pay
 
+Options change it: ``--codec h265`` encodes with x265enc -> rtph265pay; ``--stamp``
+replaces videotestsrc with pictures carrying their capture time (the wall clock, painted
+as a syncstream stamp, see ``syncstream/probe.py``) and makes the RTCP sender reports map
+RTP timestamps to that same capture time (``rtcp-sync-send-time=false``), as a camera's
+do; ``--audio`` adds a G.711 A-law stream (audiotestsrc -> alawenc -> rtppcmapay).
+
 Each client gets its own pipeline by default (``--shared`` to share one), so
 every new connection starts with SPS/PPS and a key frame.  Both RTP/UDP and
 RTP/TCP (interleaved) transports are offered.
@@ -46,6 +52,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from typing import Any
 
 #: GStreamer elements the served pipeline is built from (and the plugin
@@ -56,6 +63,29 @@ REQUIRED_ELEMENTS: dict[str, str] = {
     "x264enc": "gstreamer1.0-plugins-ugly",
     "rtph264pay": "gstreamer1.0-plugins-good",
 }
+
+#: Further elements for some options: (option, value) -> {element: package}.
+OPTIONAL_ELEMENTS: dict[tuple[str, object], dict[str, str]] = {
+    ("codec", "h265"): {
+        "x265enc": "gstreamer1.0-plugins-bad",
+        "rtph265pay": "gstreamer1.0-plugins-good",
+    },
+    ("stamp", True): {"appsrc": "gstreamer1.0-plugins-base"},
+    ("audio", True): {
+        "audiotestsrc": "gstreamer1.0-plugins-base",
+        "alawenc": "gstreamer1.0-plugins-good",
+        "rtppcmapay": "gstreamer1.0-plugins-good",
+    },
+}
+
+#: The stamp painted with ``--stamp``: the layout of syncstream.probe.encode_stamp (a guard
+#: row and 64 bits: microseconds since the epoch and a CRC-12), in pure Python because this
+#: interpreter has no numpy. The tests read it back with syncstream.probe.decode_stamp.
+STAMP_COLUMNS, STAMP_ROWS, STAMP_BLOCK_DIVISOR = 32, 3, 40
+STAMP_GUARD = 0xE2B4_1D69
+STAMP_TIME_BITS, STAMP_CHECK_BITS = 52, 12
+STAMP_CRC12_POLY, STAMP_CHECK_XOR = 0x80F, 0xA5C
+STAMP_BLACK, STAMP_WHITE = 16, 235
 
 #: UDP port range for RTP/RTCP when a client asks for UDP transport.
 UDP_PORT_MIN, UDP_PORT_MAX = 20000, 59999
@@ -113,6 +143,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "'ball' moves, so consecutive frames differ)",
     )
     parser.add_argument(
+        "--codec", default="h264", choices=("h264", "h265"), help="video codec (default: h264)"
+    )
+    parser.add_argument(
+        "--stamp",
+        action="store_true",
+        help="paint each picture's capture time (a syncstream stamp) and send RTCP sender "
+        "reports on the capture time",
+    )
+    parser.add_argument("--audio", action="store_true", help="add a G.711 A-law audio stream")
+    parser.add_argument(
+        "--transports",
+        default="both",
+        choices=("both", "udp", "tcp"),
+        help="RTP transports offered to clients (default: both)",
+    )
+    parser.add_argument(
         "--shared", action="store_true", help="share one pipeline between all clients"
     )
     parser.add_argument(
@@ -137,7 +183,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _import_gst() -> tuple[Any, Any, Any]:
+def _import_gst(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """Import GLib, Gst and GstRtspServer; exit with status 3 if unavailable."""
     try:
         import gi  # type: ignore[import-not-found, unused-ignore]
@@ -158,9 +204,13 @@ def _import_gst() -> tuple[Any, Any, Any]:
         )
         sys.exit(3)
     Gst.init(None)
+    needed = dict(REQUIRED_ELEMENTS)
+    for (option, value), elements in OPTIONAL_ELEMENTS.items():
+        if getattr(args, option) == value:
+            needed.update(elements)
     missing = [
         f"{element} ({package})"
-        for element, package in REQUIRED_ELEMENTS.items()
+        for element, package in needed.items()
         if Gst.ElementFactory.find(element) is None
     ]
     if missing:
@@ -171,20 +221,113 @@ def _import_gst() -> tuple[Any, Any, Any]:
 
 def _launch_line(args: argparse.Namespace) -> str:
     gop = args.gop or args.fps
-    return (
-        f"( videotestsrc is-live=true pattern={args.pattern}"
-        f" ! video/x-raw,format=I420,width={args.width},height={args.height}"
-        f",framerate={args.fps}/1"
-        f" ! x264enc tune=zerolatency speed-preset=ultrafast threads=1"
-        f" bitrate={args.bitrate} key-int-max={gop}"
-        " ! video/x-h264,profile=baseline"
-        " ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-    )
+    caps = f"video/x-raw,format=I420,width={args.width},height={args.height},framerate={args.fps}/1"
+    if args.stamp:
+        source = (
+            "appsrc name=stampsrc is-live=true do-timestamp=true format=time"
+            f" stream-type=seekable caps={caps}"
+        )
+    else:
+        source = f"videotestsrc is-live=true pattern={args.pattern} ! {caps}"
+    if args.codec == "h265":
+        encode = (
+            f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate}"
+            f" key-int-max={gop} ! rtph265pay name=pay0 pt=96 config-interval=-1"
+        )
+    else:
+        encode = (
+            f"x264enc tune=zerolatency speed-preset=ultrafast threads=1"
+            f" bitrate={args.bitrate} key-int-max={gop}"
+            " ! video/x-h264,profile=baseline"
+            " ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        )
+    audio = ""
+    if args.audio:
+        audio = (
+            " audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=8000,channels=1"
+            " ! alawenc ! rtppcmapay name=pay1 pt=8"
+        )
+    return f"( {source} ! {encode}{audio} )"
+
+
+def _stamp_band(width: int, micros: int) -> bytes:
+    """The luma rows of a stamp of ``micros`` (syncstream.probe.encode_stamp's layout)."""
+    crc = 0
+    for shift in range(STAMP_TIME_BITS - 1, -1, -1):
+        feedback = ((micros >> shift) & 1) ^ ((crc >> (STAMP_CHECK_BITS - 1)) & 1)
+        crc = (crc << 1) & 0xFFF
+        if feedback:
+            crc ^= STAMP_CRC12_POLY
+    word = (STAMP_GUARD << 64) | (micros << STAMP_CHECK_BITS) | (crc ^ STAMP_CHECK_XOR)
+    bits = STAMP_COLUMNS * STAMP_ROWS
+    xs = [round(i * width / STAMP_COLUMNS) for i in range(STAMP_COLUMNS + 1)]
+    block_height = width / STAMP_BLOCK_DIVISOR
+    ys = [round(i * block_height) for i in range(STAMP_ROWS + 1)]
+    band = bytearray()
+    for row in range(STAMP_ROWS):
+        line = bytearray()
+        for column in range(STAMP_COLUMNS):
+            bit = (word >> (bits - 1 - row * STAMP_COLUMNS - column)) & 1
+            line += bytes([STAMP_WHITE if bit else STAMP_BLACK]) * (xs[column + 1] - xs[column])
+        line += bytes([STAMP_BLACK]) * (width - xs[-1])
+        band += line * (ys[row + 1] - ys[row])
+    return bytes(band)
+
+
+class StampedPictures:
+    """Pushes I420 pictures into an appsrc at ``fps``, each stamped with its capture time.
+
+    The picture is captured when it is pushed: ``do-timestamp`` gives it the pipeline's
+    time of the push as PTS, and the wall clock read just before is painted into it.
+    A ramp scrolls below the stamp so that the encoder has motion to code.
+    """
+
+    def __init__(self, glib: Any, gst: Any, appsrc: Any, args: argparse.Namespace) -> None:
+        self._glib, self._gst, self._appsrc = glib, gst, appsrc
+        self._width, self._height = args.width, args.height
+        ramp = bytes((16 + 200 * x // args.width) for x in range(args.width))
+        self._ramp = ramp * 2
+        self._chroma = bytes([128]) * (args.width * args.height // 2)
+        self._count = 0
+        self._source = glib.timeout_add(max(1, round(1000 / args.fps)), self._push)
+
+    def _push(self) -> bool:
+        state = self._appsrc.get_state(0)[1]
+        if state == self._gst.State.NULL:
+            return False  # the media was unprepared: stop
+        if state != self._gst.State.PLAYING:
+            return True
+        width, height = self._width, self._height
+        band = _stamp_band(width, round(time.time() * 1_000_000))
+        shift = (self._count * 4) % width
+        line = self._ramp[shift : shift + width]
+        luma = band + line * (height - len(band) // width)
+        buffer = self._gst.Buffer.new_wrapped(luma + self._chroma)
+        self._count += 1
+        return bool(self._appsrc.emit("push-buffer", buffer) == self._gst.FlowReturn.OK)
+
+
+def _configure_media(glib: Any, gst: Any, args: argparse.Namespace, media: Any) -> None:
+    """Per client media: feed its appsrc, send RTCP sender reports on the capture time."""
+    element = media.get_element()
+    appsrc = element.get_by_name("stampsrc")
+    # With a second stream the media is seekable and PLAY seeks it to its start: a live
+    # source ignores that (answering it keeps PLAY from failing).
+    appsrc.connect("seek-data", lambda _appsrc, _offset: True)
+    pipeline = element.get_parent()
+
+    def added(_bin: Any, child: Any) -> None:
+        if child.get_factory() is not None and child.get_factory().get_name() == "rtpbin":
+            # RFC 3550: the report's NTP time is the sampling instant of its RTP timestamp.
+            child.set_property("rtcp-sync-send-time", False)
+
+    pipeline.connect("element-added", added)
+    StampedPictures(glib, gst, appsrc, args)  # kept alive by its GLib timeout
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    GLib, _Gst, GstRtspServer = _import_gst()
+    GLib, Gst, GstRtspServer = _import_gst(args)
     if args.check:
         print("OK", flush=True)
         return 0
@@ -196,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(_launch_line(args))
     factory.set_shared(args.shared)
+    if args.transports != "both":
+        from gi.repository import GstRtsp  # type: ignore[import-not-found, unused-ignore]
+
+        lower = GstRtsp.RTSPLowerTrans
+        factory.set_protocols(lower.TCP if args.transports == "tcp" else lower.UDP)
+    if args.stamp:
+        factory.connect(
+            "media-configure", lambda _factory, media: _configure_media(GLib, Gst, args, media)
+        )
     # RTP/RTCP-over-UDP sockets: take them from a loopback-only pool, otherwise
     # GStreamer binds them to the wildcard addresses (0.0.0.0 and ::).
     pool = GstRtspServer.RTSPAddressPool()

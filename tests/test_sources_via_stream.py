@@ -27,9 +27,10 @@ def test_rtsp_stream_through_videostream() -> None:
             stats = stream.stats
     assert all(f.image.shape == (240, 320, 3) for f in frames)
     assert [f.seq for f in frames] == sorted({f.seq for f in frames})
-    # RTP timestamps are not a wall clock: frames are aligned by arrival
-    assert all(f.capture_time is None for f in frames)
-    assert stats.capture_clock == "arrival"
+    # RTP timestamps are not a wall clock: frames are aligned by arrival until the first
+    # RTCP sender report, and carry the camera's clock from then on (test_rtsp_capture_time)
+    clocks = [f.clock for f in frames]
+    assert clocks == sorted(clocks)  # "arrival" before "sender", never back
     assert stats.state is StreamState.LIVE
 
 

@@ -54,8 +54,12 @@ class SourceFrame:
     pts_time: float | None = None
     #: The timestamps wrap with this period in seconds (MPEG-TS: 2**33 / 90 kHz).
     pts_period: float | None = None
-    #: A sender wall-clock stamp carried outside the PTS (an MJPEG ``X-Timestamp`` header).
+    #: A sender wall-clock stamp carried outside the PTS (an MJPEG ``X-Timestamp`` header,
+    #: an RTSP camera's RTCP sender report).
     sender_time: float | None = None
+    #: The PTS may be the sender's wall clock (MPEG-TS, files). False where it cannot be
+    #: (RTP timestamps start at random): only :attr:`sender_time` gives a capture time.
+    wall_clock_pts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,19 @@ Decoding is tuned for delay, not throughput: slice threading only (frame threadi
 one frame per thread: measured 137 ms against 72 ms on loopback), ``fflags=nobuffer`` and
 ``flags=low_delay``, and a small probe so the first frame is not held back. Pictures stay
 in the decoder's YUV until a consumer asks for BGR.
+
+RTP (rtsp://) carries no wall clock in its timestamps, but the camera's RTCP sender reports
+map them to its wall clock, and FFmpeg attaches that mapping to every packet after the first
+report (``AV_PKT_DATA_PRFT``). It becomes the frame's ``sender_time``; frames before the
+first report have none.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -42,6 +48,24 @@ __all__ = ["PyAVSource"]
 logger = logging.getLogger(__name__)
 
 _NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://", "tcp://")
+_RTSP_SCHEMES = ("rtsp://", "rtsps://")
+#: Demuxers of RTP, whose timestamps start at random and whose wall clock comes from RTCP.
+_RTP_FORMATS = frozenset({"rtsp", "rtp", "sdp"})
+#: FFmpeg's AVProducerReferenceTime: the wall clock in microseconds since the epoch, flags.
+_PRFT = struct.Struct("=qi")
+#: Wall times kept for packets whose frame has not been decoded yet (reordering, errors).
+_WALL_TIMES_KEPT = 64
+
+
+def _wall_time(packet: av.Packet[Any]) -> float | None:
+    """The sender's wall clock for ``packet`` (epoch seconds) from its PRFT side data."""
+    if not packet.has_sidedata("prft"):
+        return None
+    data = bytes(packet.get_sidedata("prft"))
+    if len(data) < _PRFT.size:
+        return None
+    wallclock, _flags = _PRFT.unpack_from(data)
+    return float(wallclock) / 1_000_000
 
 
 def _to_bgr(frame: VideoFrame) -> BGRImage:
@@ -69,6 +93,7 @@ class PyAVSource:
         # parsed here so that a malformed URL fails at start(), not in the reader thread
         self._udp_address = parse_udp_url(location) if self._udp else None
         self._device = location.startswith("/dev/video")
+        self._rtsp = location.startswith(_RTSP_SCHEMES)
         self._network = self._udp or location.startswith(_NETWORK_SCHEMES)
         self.is_live = self._network or self._device
         self._reader: UdpTsReader | None = None
@@ -76,6 +101,11 @@ class PyAVSource:
         self._packets: Iterator[av.Packet[Any]] | None = None
         self._pending: deque[SourceFrame] = deque()
         self._pts_period: float | None = None
+        #: RTP input: capture times come from RTCP sender reports, never from the PTS.
+        self._rtp = False
+        #: Packet PTS -> the sender's wall clock, until the frame of that PTS is decoded.
+        self._wall_times: OrderedDict[int, float] = OrderedDict()
+        self._reported = False  # a frame of this open carried a sender report's wall clock
         self._last_frame_mono = 0.0
         self._interrupted = False
         self._packet_format: PacketFormat | None = None
@@ -133,6 +163,9 @@ class PyAVSource:
         stream.codec_context.thread_count = self.config.decoder_threads
         if container.format.name == "mpegts":
             self._pts_period = MPEGTS_PTS_PERIOD
+        self._rtp = container.format.name in _RTP_FORMATS
+        self._wall_times.clear()
+        self._reported = False
         if stream.time_base is not None:
             context = stream.codec_context
             self._packet_format = PacketFormat(
@@ -160,6 +193,8 @@ class PyAVSource:
                 min(self.config.open_timeout, OPEN_TIMEOUT_CAP),
                 min(self.config.stall_timeout, READ_TIMEOUT_CAP),
             )
+        if self._rtsp and self.config.rtsp_transport != "auto":
+            options = {**options, "rtsp_transport": self.config.rtsp_transport}
         kwargs: dict[str, Any] = {"mode": "r", "options": options, "timeout": timeout}
         if self._device:
             kwargs["format"] = "v4l2"
@@ -246,6 +281,12 @@ class PyAVSource:
         if packet.is_corrupt:
             self.counters.decode_errors += 1
             self.counters.last_problem = "corrupt packet"
+        if self._rtp and packet.pts is not None:
+            wall_time = _wall_time(packet)
+            if wall_time is not None:
+                self._wall_times[packet.pts] = wall_time
+                if len(self._wall_times) > _WALL_TIMES_KEPT:
+                    self._wall_times.popitem(last=False)
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as exc:
@@ -270,9 +311,25 @@ class PyAVSource:
                     convert=partial(_to_bgr, frame),
                     pts_time=pts_time,
                     pts_period=self._pts_period,
+                    sender_time=self._sender_time(frame.pts),
+                    wall_clock_pts=not self._rtp,
                 )
             )
         return key
+
+    def _sender_time(self, pts: int | None) -> float | None:
+        """The wall clock the sender reported for the packet of ``pts`` (RTP input only).
+
+        Looked up by PTS because a decoder may hand frames over in another order than
+        their packets came.
+        """
+        if not self._wall_times or pts is None:
+            return None
+        sender_time = self._wall_times.pop(pts, None)
+        if sender_time is not None and not self._reported:
+            self._reported = True
+            logger.info("%s: capture times from the camera's RTCP sender reports", self.name)
+        return sender_time
 
     def interrupt(self) -> None:
         """Make a blocked read return soon (at once for udp://, within 1 s for others)."""
@@ -292,6 +349,7 @@ class PyAVSource:
         self._packets = None
         self._packet_format = None
         self._pending.clear()
+        self._wall_times.clear()
         if container is not None:
             try:
                 container.close()
