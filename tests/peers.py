@@ -7,13 +7,17 @@ serve synthetic JPEGs made here with numpy and OpenCV (nothing is downloaded).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import pathlib
+import re
+import secrets
 import socket
 import ssl
 import struct
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Literal
@@ -28,6 +32,8 @@ BOUNDARY = "syncstreamboundary"
 _CHUNK = b"\x00" * 65536
 
 MjpegHostile = Literal["endless_body", "huge_length"]
+AuthScheme = Literal["basic", "digest"]
+_DIGEST_FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 
 
 def synthetic_image(index: int, width: int = 160, height: int = 120) -> NDArray[np.uint8]:
@@ -59,6 +65,70 @@ def make_self_signed_cert(directory: pathlib.Path) -> tuple[pathlib.Path, pathli
     return cert, key
 
 
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+class DigestCheck:
+    """The server side of HTTP Digest authentication (RFC 7616): MD5, qop=auth.
+
+    Each challenge carries a fresh nonce; a response must name a nonce we issued, the
+    request's target as ``uri``, our realm and opaque, and a nonce count higher than the
+    last one accepted for that nonce (no replays).
+    """
+
+    realm = "camera"
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user = user
+        self.password = password
+        self.opaque = secrets.token_hex(8)
+        self._nonce_counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def challenge(self) -> str:
+        """A WWW-Authenticate value with a new nonce."""
+        nonce = secrets.token_hex(16)
+        with self._lock:
+            self._nonce_counts[nonce] = 0
+        return (
+            f'Digest realm="{self.realm}", qop="auth", algorithm=MD5, '
+            f'nonce="{nonce}", opaque="{self.opaque}"'
+        )
+
+    def check(self, method: str, target: str, authorization: str | None) -> bool:
+        """Whether ``authorization`` is a valid Digest response for this request."""
+        scheme, _, rest = (authorization or "").partition(" ")
+        if scheme.lower() != "digest":
+            return False
+        fields = {m[0].lower(): m[1] or m[2] for m in _DIGEST_FIELD.findall(rest)}
+        needed = ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce")
+        if any(not fields.get(name) for name in needed):
+            return False
+        if (
+            fields["username"] != self.user
+            or fields["realm"] != self.realm
+            or fields["uri"] != target
+            or fields["qop"] != "auth"
+            or fields.get("algorithm", "MD5").upper() != "MD5"
+            or fields.get("opaque") != self.opaque
+            or not re.fullmatch(r"[0-9a-fA-F]{8}", fields["nc"])
+        ):
+            return False
+        ha1 = _md5(f"{self.user}:{self.realm}:{self.password}")
+        ha2 = _md5(f"{method}:{fields['uri']}")
+        expected = _md5(f"{ha1}:{fields['nonce']}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
+        count = int(fields["nc"], 16)
+        with self._lock:
+            last = self._nonce_counts.get(fields["nonce"])
+            if last is None or count <= last:
+                return False  # a nonce we never issued, or a replayed count
+            if not hmac.compare_digest(expected, fields["response"]):
+                return False
+            self._nonce_counts[fields["nonce"]] = count
+        return True
+
+
 class _PeerServer(ThreadingHTTPServer):
     daemon_threads = True
     peer: MjpegServer
@@ -73,33 +143,55 @@ class _MjpegHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         peer = self.server.peer
-        if peer.auth is not None:
-            expected = base64.b64encode(":".join(peer.auth).encode()).decode()
-            if self.headers.get("Authorization") != f"Basic {expected}":
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
-                self.end_headers()
-                return
+        if peer.chunked:
+            self.protocol_version = "HTTP/1.1"  # chunked bodies need HTTP/1.1
+        authorization = self.headers.get("Authorization")
+        with peer.lock:
+            peer.requests.append((self.path, authorization))
+        if not peer.authorized(self.command, self.path, authorization):
+            self._reply(401, "WWW-Authenticate", peer.challenge())
+            return
+        if self.path in peer.redirects:
+            self._reply(302, "Location", peer.redirects[self.path])
+            return
         if self.path != peer.path:
             self.send_error(404)
             return
         self.send_response(200)
         self.send_header("Content-Type", peer.content_type)
         self.send_header("Cache-Control", "no-cache")
+        if peer.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self.close_connection = True
         if not peer.content_type.startswith("multipart/"):
-            self.wfile.write(b"<html><body>not a stream</body></html>")
+            self._write(b"<html><body>not a stream</body></html>")
+            self._write(b"")
             return
         try:
             self._stream(peer)
+            self._write(b"")  # the last chunk, when chunked
         except OSError:
             return  # the client went away: the normal end of a stream
 
+    def _reply(self, status: int, header: str, value: str) -> None:
+        self.send_response(status)
+        self.send_header(header, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _write(self, data: bytes) -> None:
+        """Send body bytes, as one chunk when chunked (``b""`` ends a chunked body)."""
+        if self.server.peer.chunked:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        elif data:
+            self.wfile.write(data)
+
     def _stream(self, peer: MjpegServer) -> None:
         if peer.hostile == "endless_body":
-            self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode())
+            self._write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode())
             while not peer.stopping.is_set():
-                self.wfile.write(_CHUNK)
+                self._write(_CHUNK)
             return
         sent = 0
         while not peer.stopping.is_set():
@@ -112,7 +204,7 @@ class _MjpegHandler(BaseHTTPRequestHandler):
                 headers.append(f"Content-Length: {len(jpeg)}")
             if peer.timestamps is not None:
                 headers.append(f"X-Timestamp: {peer.timestamps[index]:.6f}")
-            self.wfile.write(("\r\n".join(headers) + "\r\n\r\n").encode() + jpeg + b"\r\n")
+            self._write(("\r\n".join(headers) + "\r\n\r\n").encode() + jpeg + b"\r\n")
             sent += 1
             if sent == peer.close_after:
                 return
@@ -130,7 +222,11 @@ class MjpegServer:
     end or freeze each connection after that many parts; ``hostile`` sends an endless body
     without a boundary, or a first part claiming a Content-Length of 2**40; ``content_type``
     replaces the multipart type (the body is then a small HTML page); ``auth`` requires
-    HTTP Basic credentials; ``tls`` is a (certificate, key) pair to serve HTTPS.
+    these credentials, by ``auth_scheme`` (Basic, or Digest checked by :class:`DigestCheck`);
+    ``redirects`` maps paths to the Location they answer with (302; after the auth check);
+    ``chunked`` sends the stream with chunked transfer encoding (HTTP/1.1); ``tls`` is a
+    (certificate, key) pair to serve HTTPS. :attr:`requests` lists the path and
+    Authorization header of every request received.
     """
 
     def __init__(
@@ -146,6 +242,9 @@ class MjpegServer:
         content_type: str = f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         path: str = "/stream",
         auth: tuple[str, str] | None = None,
+        auth_scheme: AuthScheme = "basic",
+        redirects: Mapping[str, str] | None = None,
+        chunked: bool = False,
         tls: tuple[pathlib.Path, pathlib.Path] | None = None,
     ) -> None:
         self.frames = list(frames)
@@ -158,6 +257,12 @@ class MjpegServer:
         self.content_type = content_type
         self.path = path
         self.auth = auth
+        self.auth_scheme = auth_scheme
+        self.redirects = dict(redirects or {})
+        self.chunked = chunked
+        self.requests: list[tuple[str, str | None]] = []
+        self.lock = threading.Lock()
+        self._digest = None if auth is None else DigestCheck(*auth)
         self.stopping = threading.Event()
         self._tls = tls
         self._server: _PeerServer | None = None
@@ -166,9 +271,30 @@ class MjpegServer:
     @property
     def url(self) -> str:
         """The stream's URL (without credentials)."""
+        return self.url_for(self.path)
+
+    def url_for(self, path: str, host: str = "127.0.0.1") -> str:
+        """The URL of ``path`` on this server (without credentials)."""
         assert self._server is not None, "server not started"
         scheme = "https" if self._tls else "http"
-        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}{self.path}"
+        return f"{scheme}://{host}:{self._server.server_address[1]}{path}"
+
+    def authorized(self, method: str, target: str, authorization: str | None) -> bool:
+        """Whether a request may pass: no auth required, or valid credentials."""
+        if self.auth is None:
+            return True
+        if self.auth_scheme == "digest":
+            assert self._digest is not None
+            return self._digest.check(method, target, authorization)
+        expected = base64.b64encode(":".join(self.auth).encode()).decode()
+        return authorization == f"Basic {expected}"
+
+    def challenge(self) -> str:
+        """The WWW-Authenticate value of a 401 answer."""
+        if self.auth_scheme == "digest":
+            assert self._digest is not None
+            return self._digest.challenge()
+        return 'Basic realm="camera"'
 
     def __enter__(self) -> MjpegServer:
         server = _PeerServer(("127.0.0.1", 0), _MjpegHandler)

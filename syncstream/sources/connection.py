@@ -2,7 +2,8 @@
 
 :class:`BufferedConnection` waits at most ``POLL_INTERVAL`` seconds at a time in every
 blocking step, so an interrupt from another thread or a passed :class:`Deadline` ends it
-promptly.
+promptly. The parsers read a :class:`ReceiveBuffer`: the connection itself (TCP-framed),
+or an HTTP response body fed by httpx over such a connection (MJPEG).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "POLL_INTERVAL",
     "BufferedConnection",
     "Deadline",
+    "ReceiveBuffer",
     "SocketSource",
     "decode_jpeg_frame",
 ]
@@ -60,7 +62,42 @@ class Deadline:
             raise self.error(self.message)
 
 
-class BufferedConnection:
+class ReceiveBuffer:
+    """Received bytes not yet parsed: parsers consume from the front of :attr:`buffer`.
+
+    Subclasses implement :meth:`fill`, which appends the next bytes (at least one) or
+    raises ``SourceError``, and :meth:`close`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: Received bytes not yet consumed by the parser.
+        self.buffer = bytearray()
+        #: The largest size :attr:`buffer` has reached, to show that parsers stay bounded.
+        self.high_water = 0
+
+    def fill(self, deadline: Deadline) -> None:
+        """Append the next received bytes (at least one) to :attr:`buffer`."""
+        raise NotImplementedError
+
+    def _append(self, data: bytes) -> None:
+        self.buffer += data
+        self.high_water = max(self.high_water, len(self.buffer))
+
+    def read_exact(self, size: int, deadline: Deadline) -> bytes:
+        """Remove and return exactly ``size`` bytes from the stream."""
+        while len(self.buffer) < size:
+            self.fill(deadline)
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def close(self) -> None:
+        """Drop buffered bytes; idempotent."""
+        self.buffer = bytearray()
+
+
+class BufferedConnection(ReceiveBuffer):
     """A TCP client connection (optionally TLS) with a receive buffer.
 
     Parsers consume bytes from the front of :attr:`buffer` and call :meth:`fill` for more.
@@ -69,11 +106,7 @@ class BufferedConnection:
     """
 
     def __init__(self, name: str, interrupted: threading.Event) -> None:
-        self.name = name
-        #: Received bytes not yet consumed by the parser.
-        self.buffer = bytearray()
-        #: The largest size :attr:`buffer` has reached, to show that parsers stay bounded.
-        self.high_water = 0
+        super().__init__(name)
         self._interrupted = interrupted
         self._sock: socket.socket | None = None
 
@@ -121,6 +154,11 @@ class BufferedConnection:
         sock.settimeout(POLL_INTERVAL)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def start_tls(self, tls: ssl.SSLContext, host: str, deadline: Deadline) -> None:
+        """Shake hands over the connected socket; from then on the connection is TLS."""
+        sock, self._sock = self._require(), None
+        self._sock = self._handshake(sock, tls, host, deadline)
+
     def _handshake(
         self, sock: socket.socket, tls: ssl.SSLContext, host: str, deadline: Deadline
     ) -> ssl.SSLSocket:
@@ -167,35 +205,41 @@ class BufferedConnection:
                 raise SourceError(f"{self.name}: send failed: {exc}") from exc
             view = view[sent:]
 
-    def fill(self, deadline: Deadline) -> None:
-        """Append the next received bytes (at least one) to :attr:`buffer`."""
+    def recv(self, max_bytes: int, deadline: Deadline) -> bytes:
+        """The next received bytes (up to ``max_bytes``), bypassing :attr:`buffer`.
+
+        Returns ``b""`` when the server closed the connection.
+        """
         sock = self._require()
         while True:
             self._check(deadline)
             try:
-                data = sock.recv(_RECV_CHUNK)
+                return sock.recv(max_bytes)
             except TimeoutError:
                 continue
             except OSError as exc:
                 raise SourceError(f"{self.name}: receive failed: {exc}") from exc
-            if not data:
-                raise SourceError(f"{self.name}: connection closed by server")
-            self.buffer += data
-            self.high_water = max(self.high_water, len(self.buffer))
-            return
 
-    def read_exact(self, size: int, deadline: Deadline) -> bytes:
-        """Remove and return exactly ``size`` bytes from the stream."""
-        while len(self.buffer) < size:
-            self.fill(deadline)
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
+    def fill(self, deadline: Deadline) -> None:
+        """Append the next received bytes (at least one) to :attr:`buffer`."""
+        data = self.recv(_RECV_CHUNK, deadline)
+        if not data:
+            raise SourceError(f"{self.name}: connection closed by server")
+        self._append(data)
+
+    def readable(self) -> bool:
+        """Whether a read would not block: data waits, or the server closed (or no socket)."""
+        sock = self._sock
+        if sock is None or sock.fileno() < 0:
+            return True
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            return bool(selector.select(0))
 
     def close(self) -> None:
         """Close the socket and drop buffered bytes; idempotent."""
         sock, self._sock = self._sock, None
-        self.buffer = bytearray()
+        super().close()
         if sock is not None:
             sock.close()
 
@@ -288,7 +332,7 @@ class SocketSource:
         self.counters = SourceCounters()
         self._config = config
         self._interrupted = threading.Event()
-        self._conn: BufferedConnection | None = None
+        self._conn: ReceiveBuffer | None = None
         self._high_water = 0
 
     @property
@@ -297,7 +341,7 @@ class SocketSource:
         conn = self._conn
         return max(self._high_water, conn.high_water if conn is not None else 0)
 
-    def _begin_read(self) -> tuple[BufferedConnection, Deadline]:
+    def _begin_read(self) -> tuple[ReceiveBuffer, Deadline]:
         """The open connection and the stall deadline of one ``read()``."""
         conn = self._conn
         if conn is None:

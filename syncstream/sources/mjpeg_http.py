@@ -1,36 +1,43 @@
 """MJPEG over HTTP(S): the ``multipart/x-mixed-replace`` streams of IP cameras and mjpg-streamer.
 
-The request is HTTP/1.0, so the server may not answer with chunked transfer encoding and
-the body is the raw multipart stream. Each part is read by its ``Content-Length`` when it
-has one (no scanning of JPEG bytes), else up to the next boundary. Every step has a size
-cap: the response head and a part's headers (16 KiB), a part body and the bytes skipped
-while looking for a boundary (``max_frame_bytes``), so a hostile or broken server costs
-bounded memory and time.
+The request goes through httpx (see :mod:`.http_client`): Basic or Digest authentication
+as the camera asks, TLS, redirects, chunked or read-until-close bodies. The multipart parser
+reads the body's bytes: each part by its ``Content-Length`` when it has one (no scanning of
+JPEG bytes), else up to the next boundary. Every step has a size cap: the response head
+(httpcore's, 100 KiB), an error page (64 KiB), a part's headers (16 KiB), a part body and
+the bytes skipped while looking for a boundary (``max_frame_bytes``), so a hostile or
+broken server costs bounded memory and time. Bodies are asked for and read unencoded
+(no gzip), so no decompression can blow up a capped size.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import re
-import ssl
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+import httpx
 
 from ..config import StreamConfig
 from ..errors import FrameDecodeError, SourceError, UnsupportedSource
 from .base import SourceFrame
-from .connection import BufferedConnection, Deadline, SocketSource, decode_jpeg_frame
+from .connection import Deadline, ReceiveBuffer, SocketSource, decode_jpeg_frame
+from .http_client import ChallengeAuth, HttpBody, HttpClient
 
 __all__ = ["MAX_HEADER_BYTES", "MjpegHttpSource"]
 
 logger = logging.getLogger(__name__)
 
-#: Largest HTTP response head or multipart part header block accepted (bytes).
+#: Largest multipart part header block accepted (bytes).
 MAX_HEADER_BYTES = 16 * 1024
 _MAX_BOUNDARY_LINE = 256  # the rest of a boundary line: "--", transport padding, CRLF
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_USER_AGENT = "syncstream/0.1"
+_REQUEST_HEADERS = {
+    "User-Agent": "syncstream/0.1",
+    "Accept": "multipart/x-mixed-replace, */*",
+    "Accept-Encoding": "identity",
+}
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:
@@ -83,9 +90,11 @@ def _sender_time(headers: dict[str, str]) -> float | None:
 class MjpegHttpSource(SocketSource):
     """Reads an MJPEG ``multipart/x-mixed-replace`` stream from an ``http(s)://`` URL.
 
-    ``user:password@`` in the URL is sent as HTTP Basic auth (and left out of the source
-    name). HTTPS certificates are verified against the system trust store. Parts that are
-    not decodable JPEGs are counted in ``counters.decode_errors`` and skipped; oversized
+    ``user:password@`` in the URL answers the camera's HTTP Digest or Basic challenge (and
+    is left out of the source name, errors and logs). HTTPS certificates are verified
+    against the system trust store. Redirects are followed (at most
+    :data:`~.http_client.MAX_REDIRECTS`); credentials go only to the URL's host. Parts that
+    are not decodable JPEGs are counted in ``counters.decode_errors`` and skipped; oversized
     parts are counted in ``counters.rejected`` and skipped up to the next boundary; when no
     boundary turns up within ``max_frame_bytes`` the source raises ``FrameDecodeError``.
     After :meth:`interrupt` the source stays interrupted.
@@ -93,10 +102,17 @@ class MjpegHttpSource(SocketSource):
 
     def __init__(self, config: StreamConfig) -> None:
         url = config.url.strip()
-        self._parts = self._check_url(url)
-        netloc = self._parts.netloc.rpartition("@")[2]
-        super().__init__(config, config.name or self._parts._replace(netloc=netloc).geturl())
-        self._host_header = netloc
+        parts = self._check_url(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        shown = parts._replace(netloc=netloc).geturl()
+        super().__init__(config, config.name or shown)
+        try:
+            self._url = httpx.URL(urlunsplit(parts._replace(netloc=netloc)))
+        except httpx.InvalidURL as exc:
+            raise UnsupportedSource(f"not a usable http(s) URL: {shown!r} ({exc})") from exc
+        self._auth: ChallengeAuth | None = None
+        if parts.username is not None:
+            self._auth = ChallengeAuth(unquote(parts.username), unquote(parts.password or ""))
         self._token = b""
 
     @staticmethod
@@ -121,69 +137,39 @@ class MjpegHttpSource(SocketSource):
         deadline = Deadline.after(
             timeout, SourceError, f"{self.name}: no HTTP response within {timeout:.1f} s"
         )
-        parts = self._parts
-        tls = parts.scheme.lower() == "https"
-        host = parts.hostname or ""
-        port = parts.port or (443 if tls else 80)
-        conn = BufferedConnection(self.name, self._interrupted)
-        opened = False
+        client = HttpClient(self.name, self._interrupted, deadline)
         try:
-            conn.connect(host, port, deadline, ssl.create_default_context() if tls else None)
-            conn.send(self._request(), deadline)
-            status, reason, headers = self._read_response_head(conn, deadline)
-            self._token = self._check_response(status, reason, headers)
-            opened = True
-        finally:
-            if not opened:
-                self._high_water = max(self._high_water, conn.high_water)
-                conn.close()
-        self._conn = conn
+            response = client.get(self._url, _REQUEST_HEADERS, self._auth)
+        except BaseException:
+            client.close()
+            raise
+        body = HttpBody(client, response)  # closes the client with the response
+        try:
+            self._token = self._check_response(response)
+        except BaseException:
+            body.close()
+            raise
+        self._conn = body
         logger.info("%s: connected, boundary %r", self.name, self._token.decode("latin-1"))
 
-    def _request(self) -> bytes:
-        parts = self._parts
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [
-            f"GET {target} HTTP/1.0",
-            f"Host: {self._host_header}",
-            f"User-Agent: {_USER_AGENT}",
-            "Accept: multipart/x-mixed-replace, */*",
-        ]
-        if parts.username is not None:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-            lines.append(f"Authorization: Basic {token}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-
-    def _read_response_head(
-        self, conn: BufferedConnection, deadline: Deadline
-    ) -> tuple[int, str, dict[str, str]]:
-        while (match := _HEADER_END.search(conn.buffer, 0, MAX_HEADER_BYTES + 4)) is None:
-            if len(conn.buffer) > MAX_HEADER_BYTES:
-                raise SourceError(f"{self.name}: HTTP response head exceeds {MAX_HEADER_BYTES} B")
-            conn.fill(deadline)
-        head = bytes(conn.buffer[: match.start()])
-        del conn.buffer[: match.end()]
-        status_line, _, rest = head.partition(b"\n")
-        fields = status_line.decode("latin-1").strip().split(None, 2)
-        status = _decimal(fields[1], 999) if len(fields) >= 2 else None
-        if status is None or not fields[0].startswith("HTTP/"):
-            raise SourceError(f"{self.name}: not an HTTP response: {status_line[:80]!r}")
-        reason = fields[2] if len(fields) > 2 else ""
-        return status, reason, _parse_headers(rest)
-
-    def _check_response(self, status: int, reason: str, headers: dict[str, str]) -> bytes:
+    def _check_response(self, response: httpx.Response) -> bytes:
         """Return the boundary token to search for, or raise ``SourceError``."""
-        content_type = headers.get("content-type", "")
+        status = response.status_code
+        # The raw bytes, read as latin-1 as the parser reads part headers: httpx may have
+        # decoded the header as UTF-8.
+        content_type = next(
+            (v.decode("latin-1") for k, v in response.headers.raw if k.lower() == b"content-type"),
+            "",
+        )
         if status != 200 or not content_type.lower().startswith("multipart/"):
-            hint = " (check user:password in the URL)" if status in (401, 403) else ""
             raise SourceError(
-                f"{self.name}: HTTP {status} {reason}, content type {content_type!r}: "
-                f"expected 200 and multipart/x-mixed-replace{hint}"
+                f"{self.name}: HTTP {status} {response.reason_phrase}, content type "
+                f"{content_type!r}: expected 200 and multipart/x-mixed-replace"
+                + self._status_hint(response)
             )
-        encoding = headers.get("transfer-encoding", "identity").lower()
-        if encoding != "identity":
-            raise SourceError(f"{self.name}: unsupported transfer encoding {encoding!r}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise SourceError(f"{self.name}: unsupported content encoding {encoding!r}")
         boundary = _multipart_boundary(content_type)
         # Cameras disagree on whether the declared boundary includes the leading "--";
         # searching for it without dashes matches either way.
@@ -191,6 +177,28 @@ class MjpegHttpSource(SocketSource):
         if not token or len(token) > 200:
             raise SourceError(f"{self.name}: no usable multipart boundary in {content_type!r}")
         return token
+
+    def _status_hint(self, response: httpx.Response) -> str:
+        status = response.status_code
+        if status == 401 and response.request.url.host != self._url.host:
+            return (
+                " (authentication required by another host the URL redirected to: "
+                "credentials go only to the URL's own host)"
+            )
+        offered = {
+            value.strip().partition(" ")[0].lower()
+            for value in response.headers.get_list("www-authenticate")
+        }
+        if status == 401 and offered and not offered & {"basic", "digest"}:
+            schemes = ", ".join(sorted(offered))
+            return f" (the camera asks for {schemes!r} authentication; Basic and Digest work)"
+        if status == 401 and self._auth is None:
+            return " (authentication required: put user:password in the URL)"
+        if status == 401:
+            return " (authentication failed: check user:password in the URL)"
+        if status == 403:
+            return " (access denied: check user:password in the URL)"
+        return ""
 
     # -- reading --------------------------------------------------------------------------
 
@@ -212,7 +220,7 @@ class MjpegHttpSource(SocketSource):
             self._count(f"undecodable JPEG part of {len(body)} bytes skipped", rejected=False)
 
     def _next_part(
-        self, conn: BufferedConnection, deadline: Deadline
+        self, conn: ReceiveBuffer, deadline: Deadline
     ) -> tuple[dict[str, str], bytes] | None:
         """Read one part; ``None`` when it was refused (already counted)."""
         self._skip_to_boundary(conn, deadline)
@@ -235,7 +243,7 @@ class MjpegHttpSource(SocketSource):
             return None
         return headers, conn.read_exact(length, deadline)
 
-    def _skip_to_boundary(self, conn: BufferedConnection, deadline: Deadline) -> None:
+    def _skip_to_boundary(self, conn: ReceiveBuffer, deadline: Deadline) -> None:
         """Consume bytes up to and including the next boundary line."""
         token, buf, cap = self._token, conn.buffer, self._config.max_frame_bytes
         skipped = 0
@@ -267,7 +275,7 @@ class MjpegHttpSource(SocketSource):
             if position < 0:
                 conn.fill(deadline)
 
-    def _boundary_line_end(self, conn: BufferedConnection, deadline: Deadline) -> int | None:
+    def _boundary_line_end(self, conn: ReceiveBuffer, deadline: Deadline) -> int | None:
         """Index of the newline ending the boundary line, or ``None`` if it is too long."""
         while (end := conn.buffer.find(b"\n", 0, _MAX_BOUNDARY_LINE)) < 0:
             if len(conn.buffer) >= _MAX_BOUNDARY_LINE:
@@ -275,7 +283,7 @@ class MjpegHttpSource(SocketSource):
             conn.fill(deadline)
         return end
 
-    def _read_part_headers(self, conn: BufferedConnection, deadline: Deadline) -> bytes | None:
+    def _read_part_headers(self, conn: ReceiveBuffer, deadline: Deadline) -> bytes | None:
         """The part's header block (empty when it has none); ``None`` if over the cap."""
         buf = conn.buffer
         while True:
@@ -293,7 +301,7 @@ class MjpegHttpSource(SocketSource):
                 return None
             conn.fill(deadline)
 
-    def _scan_body(self, conn: BufferedConnection, deadline: Deadline) -> bytes | None:
+    def _scan_body(self, conn: ReceiveBuffer, deadline: Deadline) -> bytes | None:
         """A body without Content-Length: the bytes before the next boundary token."""
         token, buf, cap = self._token, conn.buffer, self._config.max_frame_bytes
         limit = cap + len(b"\r\n--")  # the most bytes before the token: a body at the cap
