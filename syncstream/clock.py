@@ -13,6 +13,7 @@ under half a period (13 hours).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ __all__ = [
     "MPEGTS_PTS_PERIOD",
     "ClockOffset",
     "ClockSample",
+    "LowerEnvelope",
     "estimate_clock_offset",
     "plausible_capture_time",
     "unwrap_pts_time",
@@ -61,6 +63,41 @@ def plausible_capture_time(
     if -tolerance <= age <= tolerance:
         return capture_time
     return None
+
+
+class LowerEnvelope:
+    """The lowest value of the samples of the last ``window`` seconds (and ``max_samples``).
+
+    Fed with arrival minus capture time, it is the path delay of the fastest recent frame
+    plus the error of the sender's clock: queueing only ever adds to a delay, so the
+    minimum is its steadiest part. Memory is bounded by ``max_samples``; each sample costs
+    O(1) amortized (a deque of increasing values, the classic sliding-window minimum).
+    """
+
+    def __init__(self, window: float, max_samples: int) -> None:
+        if window <= 0 or max_samples < 1:
+            raise ValueError("window must be > 0 and max_samples >= 1")
+        self.window = window
+        self.max_samples = max_samples
+        self._count = 0
+        self._kept: deque[tuple[int, float, float]] = deque()  # (index, time, value)
+
+    def add(self, time_mono: float, value: float) -> float:
+        """Take ``value`` observed at ``time_mono`` (non-decreasing); return the minimum."""
+        kept = self._kept
+        while kept and kept[-1][2] >= value:
+            kept.pop()  # never the minimum again: this one is lower and stays longer
+        kept.append((self._count, time_mono, value))
+        self._count += 1
+        oldest = self._count - self.max_samples
+        while kept[0][0] < oldest or kept[0][1] < time_mono - self.window:
+            kept.popleft()  # the newest sample is always kept
+        return kept[0][2]
+
+    @property
+    def value(self) -> float | None:
+        """The current minimum; None before the first sample."""
+        return self._kept[0][2] if self._kept else None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ __all__ = [
     "Camera",
     "CameraStream",
     "CaptureClock",
+    "ClockFix",
     "Codec",
     "ConvertPolicy",
     "Encoding",
@@ -38,6 +39,10 @@ __all__ = [
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
 CaptureClock = Literal["auto", "sender", "none"]
+#: How a camera whose clock is off by more than ``clock_warning`` is aligned: "none" by its
+#: capture times as they are, "correct" by them corrected by the measured error, "arrival"
+#: by arrival time.
+ClockFix = Literal["none", "correct", "arrival"]
 #: How RTP reaches us from an rtsp:// camera: "auto" is FFmpeg's choice (UDP, then TCP).
 RtspTransport = Literal["auto", "udp", "tcp"]
 #: Encoders a sender may use. Each must be carried in MPEG-TS so that FFmpeg demuxes and
@@ -151,6 +156,21 @@ class ReaderSettings(_Model):
         default=60.0,
         gt=0,
         description="'auto' capture clock: largest |arrival - capture| taken as plausible (s).",
+    )
+    clock_warning: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Warn, naming the stream, when its clock error (the lowest arrival minus "
+        "capture time over the last 10 s: path delay plus the sender clock's error) is "
+        "beyond this many seconds either way; it is back to normal below half of it.",
+    )
+    clock_fix: ClockFix = Field(
+        default="none",
+        description="While the clock error is beyond clock_warning: 'none' keeps the "
+        "capture times as they are ('auto' still refuses those beyond clock_tolerance); "
+        "'correct' adds the clock error to them, so the fastest recent frame counts as "
+        "captured when it arrived; 'arrival' drops them (the frames go by arrival).",
     )
     history: int = Field(default=8, ge=1, le=1024, description="Recent frames kept for alignment.")
     decoder_threads: int = Field(

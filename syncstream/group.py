@@ -586,7 +586,7 @@ class StreamGroup:
                         "%s: its frames arrive %.2f s after their capture time, the other "
                         "cameras' %.2f s: its clock is off by more than max_wait (%.1f s); "
                         "its frames are dropped until it agrees. Set the camera's clock "
-                        "(NTP), its clock_offset, or capture_clock='arrival'",
+                        "(NTP), its clock_offset, or its clock_fix ('correct' or 'arrival')",
                         name,
                         delay if delay is not None else float("nan"),
                         min(others, default=float("nan")),

@@ -116,7 +116,9 @@ class GroupStats:
 
         Camera: state, fps, latency p50 (capture to decode), skew (its median offset from
         the set's time), drops (frames the reader skipped plus frames no set could use),
-        decode errors, sender restarts, and what it waits for while nothing arrives
+        decode errors, sender restarts, its clock error (``clock error +1.3 ms``: the
+        lowest arrival minus capture time, see ``StreamStats.clock_error``; ``clock off``
+        when alignment leaves it out), and what it waits for while nothing arrives
         (``no data on udp port 9001``). Group: sets/s, skew and set latency p50/p95, and
         the same for the sets of each further stream role (``group:sub``).
         """
@@ -143,6 +145,11 @@ def _ms(seconds: float | None, sign: bool = False) -> str:
     return f"{seconds * 1000:+5.1f}" if sign else f"{seconds * 1000:5.1f}"
 
 
+def _signed(seconds: float) -> str:
+    """``+1.3 ms`` under a second, ``-2.50 s`` from one on."""
+    return f"{seconds * 1000:+.1f} ms" if abs(seconds) < 1 else f"{seconds:+.2f} s"
+
+
 def _camera_line(camera: CameraStats, width: int) -> str:
     stream = camera.stream
     drops = stream.skipped + camera.dropped
@@ -150,10 +157,11 @@ def _camera_line(camera: CameraStats, width: int) -> str:
     why = {"skipped": stream.skipped, **camera.drop_reasons}  # skipped: by the reader
     reasons = ", ".join(f"{reason} {count}" for reason, count in why.items() if count)
     shown = f"{drops} ({reasons})" if reasons else f"{drops}"
+    error = "" if stream.clock_error is None else f"  clock error {_signed(stream.clock_error)}"
     clock = "  clock off" if camera.off_clock else ""
     waiting = "" if stream.waiting_for is None else f"  {stream.waiting_for}"
     return (
         f"{camera.name:<{width}} {stream.state.value:<8} {stream.fps:5.1f} fps     "
         f"latency p50 {_ms(stream.latency_p50)} ms  skew {_ms(camera.offset_p50, sign=True)} ms  "
-        f"drops {shown}  errors {stream.decode_errors}{restarts}{clock}{waiting}"
+        f"drops {shown}  errors {stream.decode_errors}{restarts}{error}{clock}{waiting}"
     )

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypedDict, Unpack
 
-from .clock import plausible_capture_time, unwrap_pts_time
-from .config import Backend, CaptureClock, RtspTransport, StreamConfig, redact_url
+from .clock import LowerEnvelope, plausible_capture_time, unwrap_pts_time
+from .config import Backend, CaptureClock, ClockFix, RtspTransport, StreamConfig, redact_url
 from .errors import (
     NoFrameYet,
     ReadTimeout,
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 2.0
 _WINDOW = 300  # samples kept for latency percentiles
 _FPS_WINDOW = 2.0  # seconds of arrivals used for the frame rate
+_CLOCK_WINDOW = 10.0  # seconds of frames over which the clock error is the lowest delay
+_CLOCK_SAMPLES = 1024  # ... and at most this many frames
 
 
 class StreamState(enum.Enum):
@@ -67,6 +69,8 @@ class StreamOptions(TypedDict, total=False):
     capture_clock: CaptureClock
     clock_offset: float
     clock_tolerance: float
+    clock_warning: float
+    clock_fix: ClockFix
     history: int
     decoder_threads: int
     max_frame_bytes: int
@@ -97,7 +101,8 @@ class StreamStats:
     fps: float
     latency_p50: float | None
     latency_p95: float | None
-    #: "sender" when the last frame carried a capture time, else "arrival".
+    #: "sender" when the last frame carried a capture time, "corrected" when that was
+    #: corrected by the clock error (``clock_fix="correct"``), else "arrival".
     capture_clock: str
     last_error: str | None
     #: Exceptions raised by frame and packet listeners (logged; the stream went on).
@@ -106,6 +111,11 @@ class StreamStats:
     #: arrived since it was opened, e.g. ``"no data on udp port 9001"`` (udp:// only);
     #: None otherwise.
     waiting_for: str | None = None
+    #: The lowest arrival minus sender time (mapped with ``clock_offset``) over the last
+    #: 10 s of a live source's frames, measured before ``capture_clock="auto"`` judges
+    #: them: the path delay plus the error of the sender's clock (seconds). None while no
+    #: frame carried a sender time.
+    clock_error: float | None = None
 
 
 class VideoStream:
@@ -160,6 +170,10 @@ class VideoStream:
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._arrivals: deque[float] = deque(maxlen=512)
         self._capture_clock = "arrival"
+        # written by the reader thread only; stats read the float
+        self._clock_envelope = LowerEnvelope(_CLOCK_WINDOW, _CLOCK_SAMPLES)
+        self._clock_error: float | None = None
+        self._clock_off = False  # |clock_error| went beyond clock_warning (and warned)
         self._last_error: BaseException | None = None
         self._had_frames_since_open = False
         self._listeners: list[Callable[[Frame], None]] = []
@@ -348,6 +362,7 @@ class VideoStream:
                 last_error=None if self._last_error is None else str(self._last_error),
                 listener_errors=self._listener_errors,
                 waiting_for=waiting_for,
+                clock_error=self._clock_error,
             )
 
     # -- reader thread ----------------------------------------------------------------
@@ -441,7 +456,8 @@ class VideoStream:
                 wait = due - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     return
-            self._publish(source_frame, lossless=not source.is_live and not self.config.realtime)
+            live = source.is_live
+            self._publish(source_frame, live=live, lossless=not live and not self.config.realtime)
 
     def _ended(self) -> bool:
         """Handle the end of a file: True when the stream is done, False to loop."""
@@ -471,10 +487,12 @@ class VideoStream:
             self._waiting_for_closed = source.counters.waiting_for
             self._source = None
 
-    def _publish(self, source_frame: SourceFrame, *, lossless: bool) -> None:
+    def _publish(self, source_frame: SourceFrame, *, live: bool, lossless: bool) -> None:
         arrival_time = time.time()
         arrival_mono = time.monotonic()
-        capture_time = self._capture_time(source_frame, arrival_time)
+        capture_time, corrected = self._capture_time(
+            source_frame, arrival_time, arrival_mono, live=live
+        )
         with self._cond:
             if lossless:
                 while (
@@ -507,7 +525,7 @@ class VideoStream:
             self._arrivals.append(arrival_mono)
             if capture_time is not None:
                 self._latencies.append(arrival_time - capture_time)
-                self._capture_clock = "sender"
+                self._capture_clock = "corrected" if corrected else "sender"
             else:
                 self._capture_clock = "arrival"
             if self._state in (StreamState.CONNECTING, StreamState.STALE):
@@ -531,10 +549,36 @@ class VideoStream:
                 self._listener_errors += 1
                 logger.exception("%s: packet listener %r failed", self.name, listener)
 
-    def _capture_time(self, source_frame: SourceFrame, arrival_time: float) -> float | None:
+    def _capture_time(
+        self, source_frame: SourceFrame, arrival_time: float, arrival_mono: float, *, live: bool
+    ) -> tuple[float | None, bool]:
+        """The frame's capture time on our clock (None: it goes by arrival), and whether
+        it was corrected by the clock error. A live source's frames are measured first
+        (:meth:`_judge_clock`), so that ``clock_fix`` applies while its clock is off."""
         config = self.config
         if config.capture_clock == "none":
-            return None
+            return None, False
+        sender_time = self._sender_time(source_frame, arrival_time)
+        if sender_time is None:
+            return None, False
+        capture_time = sender_time + config.clock_offset
+        corrected = False
+        error = self._judge_clock(arrival_mono, arrival_time - capture_time) if live else None
+        if error is not None:
+            if config.clock_fix == "arrival":
+                return None, False
+            if config.clock_fix == "correct":
+                capture_time += error  # the fastest recent frame: captured when it arrived
+                corrected = True
+        if config.capture_clock == "sender":
+            return capture_time, corrected
+        plausible = plausible_capture_time(capture_time, arrival_time, 0.0, config.clock_tolerance)
+        return plausible, corrected and plausible is not None
+
+    def _sender_time(self, source_frame: SourceFrame, arrival_time: float) -> float | None:
+        """The frame's time on its sender's clock: its sender stamp, or its PTS (unwrapped
+        near the arrival) where the PTS may be a wall clock."""
+        config = self.config
         sender_time = source_frame.sender_time
         if (
             sender_time is None
@@ -546,13 +590,46 @@ class VideoStream:
                 sender_time = unwrap_pts_time(
                     sender_time, arrival_time - config.clock_offset, source_frame.pts_period
                 )
-        if sender_time is None:
-            return None
-        if config.capture_clock == "sender":
-            return sender_time + config.clock_offset
-        return plausible_capture_time(
-            sender_time, arrival_time, config.clock_offset, config.clock_tolerance
-        )
+        return sender_time
+
+    def _judge_clock(self, arrival_mono: float, delay: float) -> float | None:
+        """Take a frame's arrival minus capture time into the clock error; return that
+        error while the clock is off (beyond ``clock_warning``, until back under half of
+        it), else None. Each change is logged, naming the stream."""
+        error = self._clock_envelope.add(arrival_mono, delay)
+        self._clock_error = error
+        limit = self.config.clock_warning
+        off = abs(error) > (limit / 2 if self._clock_off else limit)
+        if off and not self._clock_off:
+            logger.warning(
+                "%s: arrival minus capture time is %+.2f s at best over the last %g s, "
+                "beyond clock_warning (%g s): its clock is about %.2f s %s; %s",
+                self.name,
+                error,
+                _CLOCK_WINDOW,
+                limit,
+                abs(error),
+                "ahead of ours" if error < 0 else "behind ours (or its frames take that long)",
+                self._clock_fix_effect(error),
+            )
+        elif self._clock_off and not off:
+            logger.info(
+                "%s: its clock agrees with ours again (clock error %+.3f s)", self.name, error
+            )
+        self._clock_off = off
+        return error if off else None
+
+    def _clock_fix_effect(self, error: float) -> str:
+        """What happens to the frames of a stream whose clock is off by ``error``."""
+        config = self.config
+        if config.clock_fix == "correct":
+            return "its capture times are corrected by that much (clock_fix='correct')"
+        if config.clock_fix == "arrival":
+            return "its frames go by arrival time (clock_fix='arrival')"
+        hint = "set its clock (NTP) or clock_offset, or choose clock_fix 'correct' or 'arrival'"
+        if config.capture_clock == "auto" and abs(error) > config.clock_tolerance:
+            return f"its capture times are refused (beyond clock_tolerance): {hint}"
+        return f"its capture times are used as they are: {hint}"
 
     def __repr__(self) -> str:
         url = redact_url(self.config.url)

@@ -39,6 +39,11 @@ class ProbeReport:
     #: Capture (sender clock, from the timestamps) to decoded, p50 and p95.
     latency_p50: float | None = None
     latency_p95: float | None = None
+    #: The lowest arrival minus sender time: path delay plus the sender clock's error
+    #: (see ``StreamStats.clock_error``); None when frames carry no sender time.
+    clock_error: float | None = None
+    #: Beyond this (seconds, either way) the sender's clock is called off.
+    clock_warning: float = 1.0
     #: Glass to glass, from a stamp painted into the pixels (a StampSender), p50 and p95.
     stamp_frames: int = 0
     stamp_latency_p50: float | None = None
@@ -114,13 +119,18 @@ def probe_stream(
         report.notes.append(
             "no sender capture time: a StreamGroup aligns this camera by arrival time"
         )
-    if report.latency_p50 is not None and abs(report.latency_p50) > 1.0:
-        report.notes.append("capture-to-decode over 1 s: the sender's clock is probably off")
+    if report.clock_error is not None and abs(report.clock_error) > report.clock_warning:
+        report.notes.append(
+            f"clock error beyond {report.clock_warning:g} s: the sender's clock is off; set "
+            "it (NTP) or the camera's clock_offset, or choose its clock_fix"
+        )
     return report
 
 
 def _fill_counters(report: ProbeReport, stream: VideoStream) -> None:
     stats = stream.stats
+    report.clock_error = stats.clock_error
+    report.clock_warning = stream.config.clock_warning
     report.decode_errors = stats.decode_errors
     report.skipped = stats.skipped
     report.reconnects = stats.reconnects
@@ -130,6 +140,14 @@ def _fill_counters(report: ProbeReport, stream: VideoStream) -> None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def _clock_error(report: ProbeReport) -> str:
+    error = report.clock_error
+    if error is None:
+        return "-"
+    off = abs(error) > report.clock_warning
+    return f"{error:+.3f} s" + (f" (off: beyond ±{report.clock_warning:g} s)" if off else "")
 
 
 def print_report(report: ProbeReport, out: TextIO) -> None:
@@ -144,6 +162,7 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
         ("first frame after", first),
         ("capture clock", report.capture_clock),
         ("latency p50/p95", f"{_ms(report.latency_p50)} / {_ms(report.latency_p95)}"),
+        ("clock error", _clock_error(report)),
         (
             "stamp latency p50/p95",
             f"{_ms(report.stamp_latency_p50)} / {_ms(report.stamp_latency_p95)} "

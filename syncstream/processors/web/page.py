@@ -60,7 +60,8 @@ PAGE_TEMPLATE = """<!doctype html>
       <dt>pictures sent / dropped</dt><dd id="web-pictures">-</dd>
     </dl>
     <table id="cameras"><thead><tr>
-      <th>camera</th><th>state</th><th>fps</th><th>latency p50</th><th>dropped</th>
+      <th>camera</th><th>state</th><th>fps</th><th>latency p50</th><th>clock error</th>
+      <th>dropped</th>
     </tr></thead><tbody></tbody></table>
     <table id="processors"><thead><tr>
       <th>processor</th><th>processed</th><th>skipped</th><th>errors</th><th>mean</th>
@@ -77,6 +78,9 @@ const view = document.getElementById("view");
 const select = document.getElementById("output");
 const ms = (s) => (s === null || s === undefined ? "-" : (s * 1000).toFixed(1) + " ms");
 const pair = (a, b) => ms(a) + " / " + ms(b);
+// signed: +1.3 ms under a second, -2.50 s from one on
+const signed = (s) => (s === null || s === undefined ? "-" : (s < 0 ? "" : "+")
+  + (Math.abs(s) < 1 ? (s * 1000).toFixed(1) + " ms" : s.toFixed(2) + " s"));
 const put = (id, text) => { document.getElementById(id).textContent = String(text); };
 
 function show(name) {
@@ -123,7 +127,8 @@ function render(stats) {
   put("web-pictures", web.sent + " / " + web.dropped);
   fill("cameras", group ? Object.values(group.cameras).map((c) => [
     c.name, c.stream.state + (c.stream.waiting_for ? " (" + c.stream.waiting_for + ")" : ""),
-    c.stream.fps.toFixed(1), ms(c.stream.latency_p50), c.dropped,
+    c.stream.fps.toFixed(1), ms(c.stream.latency_p50),
+    signed(c.stream.clock_error) + (c.off_clock ? " (off)" : ""), c.dropped,
   ]) : []);
   fill("processors", group ? Object.values(group.processors).map((p) => [
     p.name, p.processed, p.skipped, p.errors, ms(p.mean_time),
