@@ -1,0 +1,402 @@
+"""Capture-time error, set skew and latency of 2-4 RTSP cameras, one behind a longer path.
+
+Each camera is a real RTSP server (GStreamer's, ``tests/rtsp_server.py --stamp``) on
+127.0.0.1 serving 640x480@25 H.264 in which every picture carries its capture time
+painted as a stamp, with RTCP sender reports mapping RTP timestamps to that same time, as
+an IP camera's do. The last camera offers RTP over TCP only and is reached through a
+:class:`DelayProxy` that holds everything it sends by ``--delay`` (a slower network path:
+its pictures, and its sender reports with them, arrive later). The servers are started
+afresh every round and each captures on its own clock from its start, so the cameras'
+frame phases differ (by anything up to a frame interval, different in every round) and no
+pairing can beat that difference. A round whose servers do not all serve a session is run
+again on fresh servers (said on stderr). Each receiver takes its turn for ``--seconds``
+per round:
+
+- ``syncstream``: :class:`syncstream.StreamGroup` with ``sync="nearest"`` and no
+  ``max_skew`` limit, reading the ``rtsp://`` URLs (default transport), measured once every
+  camera's frames carry the camera's capture time (the first sender report comes within
+  a few seconds of PLAY). Per frame: the capture-time error, ``capture_time`` minus the
+  painted stamp;
+- ``seed``: the tutorial's receiver: ``cv2.VideoCapture(url)`` in a thread per camera
+  keeping the newest frame, the main loop taking the newest frame of each (polled every
+  millisecond like ``cv2.waitKey(1)``), a set whenever a camera has a new frame, i.e.
+  frames paired by arrival.
+
+For every set the program holds: the skew is the spread of the painted stamps of its
+pictures (not of any metadata, which alignment itself uses) and the latency is ``now -
+earliest stamp`` once its pictures are in hand as BGR arrays.
+
+Run: ``python3 benchmarks/rtsp.py`` (``--cameras``, ``--rounds``, ``--seconds``,
+``--delay``, ``--json``). Prints, per receiver, the median over rounds of each round's
+p50 and p95 in ms, and the ratio to the seed measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.util
+import json
+import os
+import pathlib
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from latency import SeedVideoStream
+
+from syncstream import Camera, StampNotFound, StreamGroup
+from syncstream.probe import decode_stamp
+
+SIZE = (640, 480)
+FPS = 25
+#: Longest wait for every camera's first sender report (RFC 3550: within 7.5 s).
+REPORT_WAIT = 15.0
+#: Times a round is tried, on fresh servers, when a server does not serve a session.
+ROUND_ATTEMPTS = 3
+
+
+@functools.cache
+def _load_fixture() -> Callable[..., AbstractContextManager[str]]:
+    """``rtsp_server`` of tests/rtsp_fixture.py, which starts and stops the test server."""
+    path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "rtsp_fixture.py"
+    spec = importlib.util.spec_from_file_location("rtsp_fixture", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reason = module.rtsp_server_available()
+    if reason is not None:
+        raise RuntimeError(reason)
+    server: Callable[..., AbstractContextManager[str]] = module.rtsp_server
+    return server
+
+
+class DelayProxy:
+    """A TCP proxy on 127.0.0.1 that delays what the server sends by ``delay`` seconds.
+
+    What the client sends goes through at once. Each chunk from the server is held until
+    ``delay`` after it arrived, in order, so an RTSP session with RTP interleaved over TCP
+    sees a path ``delay`` longer for its pictures and its sender reports alike.
+    """
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self._upstream, self._delay = upstream, delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._closed = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The port clients connect to."""
+        return int(self._listener.getsockname()[1])
+
+    def __enter__(self) -> DelayProxy:
+        self._spawn(self._accept, "delay-proxy-accept")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        for sock in self._sockets:
+            sock.close()
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self._upstream)
+            except OSError:
+                client.close()
+                continue
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sockets += [client, server]
+            held: deque[tuple[float, bytes | None]] = deque()
+            ready = threading.Condition()
+            self._spawn(self._forward, "delay-proxy-up", client, server)
+            self._spawn(self._hold, "delay-proxy-hold", server, held, ready)
+            self._spawn(self._release, "delay-proxy-down", client, held, ready)
+
+    @staticmethod
+    def _forward(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def _hold(
+        self,
+        source: socket.socket,
+        held: deque[tuple[float, bytes | None]],
+        ready: threading.Condition,
+    ) -> None:
+        data: bytes | None = b""
+        while data is not None:
+            try:
+                data = source.recv(65536) or None
+            except OSError:
+                data = None
+            with ready:
+                held.append((time.monotonic() + self._delay, data))
+                ready.notify()
+
+    def _release(
+        self,
+        target: socket.socket,
+        held: deque[tuple[float, bytes | None]],
+        ready: threading.Condition,
+    ) -> None:
+        while not self._closed.is_set():
+            with ready:
+                ready.wait_for(lambda: bool(held) or self._closed.is_set())
+                if not held:
+                    return
+                due, data = held[0]
+                if (wait := due - time.monotonic()) > 0:
+                    ready.wait(timeout=wait)  # an earlier chunk never arrives later
+                    continue
+                held.popleft()
+            if data is None:
+                break
+            try:
+                target.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+
+class CameraFailed(RuntimeError):
+    """A camera's server did not serve a session: the round is run again on fresh servers."""
+
+
+@dataclass
+class Samples:
+    """What one receiver measured in one round (seconds)."""
+
+    skews: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    capture_errors: list[float] = field(default_factory=list)
+    #: Sets not measured, by reason (partial, aligned by arrival, stamp unreadable).
+    unmeasured: Counter[str] = field(default_factory=Counter)
+
+
+def receive_syncstream(urls: list[str], seconds: float) -> Samples:
+    """StreamGroup(sync="nearest") on the rtsp:// cameras, once every camera reports."""
+    samples = Samples()
+    cams = [Camera(name=f"cam{i}", url=url) for i, url in enumerate(urls)]
+    with StreamGroup(cams, sync="nearest", max_skew=None) as group:
+        deadline = time.monotonic() + REPORT_WAIT
+        while not ((fs := group.read(timeout=15)).complete and fs.clock == "sender"):
+            if time.monotonic() > deadline:
+                raise CameraFailed(
+                    f"syncstream: no full set on capture time in {REPORT_WAIT} s: {fs}"
+                )
+        begin = time.monotonic()
+        while time.monotonic() - begin < seconds:
+            fs = group.read(timeout=10)
+            if not fs.complete or fs.clock != "sender":
+                samples.unmeasured[f"missing {fs.missing}" if fs.missing else "arrival"] += 1
+                continue
+            images = [frame.image for frame in fs.frames.values()]
+            now = time.time()
+            try:
+                stamps = [decode_stamp(image) for image in images]
+            except StampNotFound:
+                samples.unmeasured["no stamp"] += 1
+                continue
+            samples.skews.append(max(stamps) - min(stamps))
+            samples.latencies.append(now - min(stamps))
+            for frame, stamp in zip(fs.frames.values(), stamps, strict=True):
+                if frame.capture_time is not None:
+                    samples.capture_errors.append(frame.capture_time - stamp)
+        for name, camera in group.stats.cameras.items():
+            if camera.stream.reconnects or camera.stream.last_error:
+                print(f"syncstream: {name} reconnected {camera.stream.reconnects} times, "
+                      f"last error: {camera.stream.last_error}", file=sys.stderr)  # fmt: skip
+    return samples
+
+
+def _open_seed(url: str, attempts: int = 2) -> SeedVideoStream:
+    """The tutorial's reader on ``url``, opened again if the server refused the session."""
+    for _ in range(attempts):
+        stream = SeedVideoStream(url)
+        if stream.ret:
+            return stream
+        stream.cap.release()
+        print(f"seed: {url} not opened", file=sys.stderr)
+    raise CameraFailed(f"seed: {url} not opened in {attempts} attempts")
+
+
+def receive_seed(urls: list[str], seconds: float) -> Samples:
+    """The tutorial's loop: the newest frame of each threaded cv2 reader, polled every ms."""
+    samples = Samples()
+    streams: list[SeedVideoStream] = []
+    last: list[float] = []
+    try:
+        for url in urls:
+            streams.append(_open_seed(url).start())
+        begin = time.monotonic()
+        while time.monotonic() - begin < seconds:
+            frames = [stream.read() for stream in streams]
+            if all(ok for ok, _ in frames):
+                now = time.time()
+                try:
+                    stamps = [decode_stamp(frame) for _, frame in frames]
+                except StampNotFound:
+                    stamps = []
+                if stamps and stamps != last:  # a new set: some camera has a new frame
+                    last = stamps
+                    samples.skews.append(max(stamps) - min(stamps))
+                    samples.latencies.append(now - min(stamps))
+            time.sleep(0.001)
+    finally:
+        for stream in streams:
+            stream.release()
+    return samples
+
+
+RECEIVERS: dict[str, Callable[[list[str], float], Samples]] = {
+    "syncstream": receive_syncstream,
+    "seed": receive_seed,
+}
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def cameras(count: int, delay: float) -> Iterator[list[str]]:
+    """``count`` stamped RTSP servers; the last one only over TCP, behind a DelayProxy."""
+    rtsp_server = _load_fixture()
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for index in range(count):
+            delayed = index == count - 1 and delay > 0
+            extra = ["--stamp", "--transports", "tcp"] if delayed else ["--stamp"]
+            url = stack.enter_context(
+                rtsp_server(width=SIZE[0], height=SIZE[1], fps=FPS, extra_args=extra)
+            )
+            if delayed:
+                host_port, _, path = url.removeprefix("rtsp://").partition("/")
+                host, _, port = host_port.rpartition(":")
+                proxy = stack.enter_context(DelayProxy((host, int(port)), delay))
+                url = f"rtsp://{host}:{proxy.port}/{path}"
+            urls.append(url)
+        yield urls
+
+
+def _summary(rows: list[Samples], seconds: float) -> dict[str, float]:
+    """Medians over rounds of each round's p50 and p95 in ms (errors as magnitudes), sets/s."""
+    figures: dict[str, list[float]] = {}
+    for samples in rows:
+        series = {
+            "skew": samples.skews,
+            "latency": samples.latencies,
+            "capture_error": [abs(e) for e in samples.capture_errors],
+        }
+        for key, values in series.items():
+            if values:
+                figures.setdefault(f"{key}_p50_ms", []).append(_percentile(values, 0.5))
+                figures.setdefault(f"{key}_p95_ms", []).append(_percentile(values, 0.95))
+        figures.setdefault("sets_per_s", []).append(len(samples.skews) / seconds)
+    scale = {"sets_per_s": 1.0}
+    return {
+        key: round(statistics.median(values) * scale.get(key, 1000.0), 1)
+        for key, values in figures.items()
+    }
+
+
+def main() -> int:
+    """Run every receiver ``--rounds`` times, interleaved, and print the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cameras", type=int, default=2, choices=(2, 3, 4))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per round")
+    parser.add_argument("--delay", type=float, default=0.100,
+                        help="extra delay of the last camera's path (s); 0: none")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    results: dict[str, list[Samples]] = {name: [] for name in RECEIVERS}
+    for round_index in range(args.rounds):
+        for attempt in range(1, ROUND_ATTEMPTS + 1):
+            try:
+                with cameras(args.cameras, args.delay) as urls:  # fresh phases every round
+                    rows = {
+                        name: receive(urls, args.seconds) for name, receive in RECEIVERS.items()
+                    }
+                break
+            except CameraFailed as exc:
+                print(f"round {round_index + 1} attempt {attempt}: {exc}", file=sys.stderr)
+        else:
+            return 1
+        for name, samples in rows.items():
+            if not samples.skews:
+                print(f"{name}: no stamped set received ({dict(samples.unmeasured)})",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            results[name].append(samples)
+            row = _summary([samples], args.seconds)
+            print(f"round {round_index + 1} {name:<10} "
+                  + " ".join(f"{k} {v}" for k, v in row.items())
+                  + f" unmeasured {dict(samples.unmeasured)}", file=sys.stderr)  # fmt: skip
+    load_after = os.getloadavg()[0]
+
+    summary = {name: _summary(rows, args.seconds) for name, rows in results.items()}
+    seed = summary["seed"]
+    for row in summary.values():
+        for key in ("skew_p95_ms", "latency_p50_ms"):
+            ratio = row[key] / seed[key] if seed[key] else 0.0
+            row[key.removesuffix("_ms") + "_vs_seed"] = round(ratio, 3)
+    if args.json:
+        report = {"cameras": args.cameras, "rounds": args.rounds, "seconds": args.seconds,
+                  "delay": args.delay, "load": [load_before, load_after],
+                  "receivers": summary}  # fmt: skip
+        print(json.dumps(report))
+        return 0
+    print(f"{args.cameras} RTSP cameras {SIZE[0]}x{SIZE[1]}@{FPS} x264 on loopback, the last "
+          f"+{args.delay * 1000:g} ms; skew and latency from pixel stamps")  # fmt: skip
+    print(f"medians over {args.rounds} rounds of {args.seconds:g} s; "
+          f"load average {load_before:.2f} -> {load_after:.2f}")  # fmt: skip
+    columns = ("capture_error_p50_ms", "capture_error_p95_ms", "skew_p50_ms", "skew_p95_ms",
+               "latency_p50_ms", "latency_p95_ms", "sets_per_s", "skew_p95_vs_seed",
+               "latency_p50_vs_seed")  # fmt: skip
+    heads = ("err p50", "err p95", "skew p50", "skew p95", "lat p50", "lat p95", "sets/s",
+             "p95/seed", "lat/seed")  # fmt: skip
+    print(f"{'receiver':<11}" + "".join(f"{h:>10}" for h in heads))
+    for name, row in summary.items():
+        print(f"{name:<11}" + "".join(f"{row.get(c, '-')!s:>10}" for c in columns))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
