@@ -129,7 +129,8 @@ class CameraCounts:
     #: cannot be in a set with theirs and are not waited for.
     clock: int = 0
     #: Dropped: waiting when the camera's keys went backwards (a restarted or looping
-    #: source), see :attr:`resets`.
+    #: source, see :attr:`resets`), or waiting without a capture time when the group went
+    #: over from arrival times to capture times.
     discarded: int = 0
     #: Times the camera's keys went backwards and its waiting frames were discarded.
     resets: int = 0
@@ -296,6 +297,10 @@ class Aligner(Generic[F]):
             self._floor = -math.inf
             for other in self._cameras.values():
                 other.forget()
+                if self.clock == "sender":  # a set on the sender clock holds stamped frames
+                    unstamped = [f for f in other.queue if f.capture_time is None]
+                    for waiting in unstamped:
+                        other.drop(waiting, "discarded")
         newest = camera.newest
         camera.newest = frame
         if camera.first_mono is None:

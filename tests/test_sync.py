@@ -350,3 +350,20 @@ def test_nearest_invariants(
         assert used == sorted(set(used))  # in order, each frame at most once
         counts = aligner.counts(name)
         assert counts.used == len(used)
+
+
+def test_going_over_to_capture_times_discards_frames_waiting_without_one() -> None:
+    # b is an RTSP camera before its first sender report: its first frames have no capture
+    # time, and the group aligns by arrival until b's frames carry one
+    aligner: Aligner[Shot] = Aligner(["a", "b"], max_skew=0.02, max_wait=5.0, history=16)
+    early = camera("b", 3, stamped=False)
+    for shot in [*camera("a", 6), *early]:
+        aligner.add(shot)
+    assert aligner.clock == "arrival" and aligner.waiting("b") == 3
+    for shot in camera("b", 6)[3:]:  # the first report came: b's frames carry capture times
+        aligner.add(shot)
+    assert aligner.clock == "sender"
+    assert aligner.counts("b").discarded == 3 and aligner.waiting("b") == 3
+    matches = aligner.poll(early[-1].arrival_mono + 1.0)
+    assert matches and all(m.clock == "sender" for m in matches)
+    assert all(f.capture_time is not None for m in matches for f in m.frames.values())
