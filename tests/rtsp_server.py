@@ -17,7 +17,10 @@ Options change it: ``--codec h265`` encodes with x265enc -> rtph265pay; ``--stam
 replaces videotestsrc with pictures carrying their capture time (the wall clock, painted
 as a syncstream stamp, see ``syncstream/probe.py``) and makes the RTCP sender reports map
 RTP timestamps to that same capture time (``rtcp-sync-send-time=false``), as a camera's
-do; ``--audio`` adds a G.711 A-law stream (audiotestsrc -> alawenc -> rtppcmapay).
+do; ``--audio`` adds a G.711 A-law stream (audiotestsrc -> alawenc -> rtppcmapay);
+``--sub 320x240`` adds a second profile of the same camera on ``--sub-path`` (``/sub``), as
+an IP camera's sub stream: the same pictures at that size, and with ``--stamp`` the very
+same capture instants as the main mount (one clock pushes every client's pictures).
 
 Each client gets its own pipeline by default (``--shared`` to share one), so
 every new connection starts with SPS/PPS and a key frame.  Both RTP/UDP and
@@ -153,6 +156,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--audio", action="store_true", help="add a G.711 A-law audio stream")
     parser.add_argument(
+        "--sub",
+        metavar="WxH",
+        help="also serve the camera's sub profile at this size on --sub-path; with --stamp "
+        "its pictures have the main mount's capture instants",
+    )
+    parser.add_argument(
+        "--sub-path", default="/sub", help="mount point of the sub profile (default: /sub)"
+    )
+    parser.add_argument(
         "--transports",
         default="both",
         choices=("both", "udp", "tcp"),
@@ -180,6 +192,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--gop must be >= 0")
     if args.width % 2 or args.height % 2:
         parser.error("--width and --height must be even (I420 video)")
+    args.sub_size = None
+    if args.sub is not None:
+        try:
+            sub_width, sub_height = (int(part) for part in args.sub.lower().split("x"))
+        except ValueError:
+            parser.error("--sub must be WIDTHxHEIGHT, e.g. 320x240")
+        if sub_width <= 0 or sub_height <= 0 or sub_width % 2 or sub_height % 2:
+            parser.error("--sub: width and height must be positive and even (I420 video)")
+        if not args.sub_path.startswith("/") or args.sub_path in ("/", args.path):
+            parser.error("--sub-path must start with '/' and differ from --path")
+        args.sub_size = (sub_width, sub_height)
     return args
 
 
@@ -219,9 +242,10 @@ def _import_gst(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return GLib, Gst, GstRtspServer
 
 
-def _launch_line(args: argparse.Namespace) -> str:
+def _launch_line(args: argparse.Namespace, size: tuple[int, int]) -> str:
     gop = args.gop or args.fps
-    caps = f"video/x-raw,format=I420,width={args.width},height={args.height},framerate={args.fps}/1"
+    width, height = size
+    caps = f"video/x-raw,format=I420,width={width},height={height},framerate={args.fps}/1"
     if args.stamp:
         source = (
             "appsrc name=stampsrc is-live=true do-timestamp=true format=time"
@@ -275,40 +299,83 @@ def _stamp_band(width: int, micros: int) -> bytes:
 
 
 class StampedPictures:
-    """Pushes I420 pictures into an appsrc at ``fps``, each stamped with its capture time.
+    """The I420 pictures of one client's media, each stamped with its capture time.
 
-    The picture is captured when it is pushed: ``do-timestamp`` gives it the pipeline's
-    time of the push as PTS, and the wall clock read just before is painted into it.
-    A ramp scrolls below the stamp so that the encoder has motion to code.
+    A picture is captured when it is pushed: ``do-timestamp`` gives it the pipeline's time
+    of the push as PTS, and the capture time painted into it is the wall clock that the
+    :class:`CameraClock` read just before. A ramp scrolls below the stamp so that the
+    encoder has motion to code.
     """
 
-    def __init__(self, glib: Any, gst: Any, appsrc: Any, args: argparse.Namespace) -> None:
-        self._glib, self._gst, self._appsrc = glib, gst, appsrc
-        self._width, self._height = args.width, args.height
-        ramp = bytes((16 + 200 * x // args.width) for x in range(args.width))
+    def __init__(self, gst: Any, appsrc: Any, size: tuple[int, int]) -> None:
+        self._gst, self._appsrc = gst, appsrc
+        self._width, self._height = size
+        ramp = bytes((16 + 200 * x // self._width) for x in range(self._width))
         self._ramp = ramp * 2
-        self._chroma = bytes([128]) * (args.width * args.height // 2)
-        self._count = 0
-        self._source = glib.timeout_add(max(1, round(1000 / args.fps)), self._push)
+        self._chroma = bytes([128]) * (self._width * self._height // 2)
+        self._gone = False
 
-    def _push(self) -> bool:
+    def stop(self) -> None:
+        """The media was unprepared (its client left): no more pictures."""
+        self._gone = True
+
+    def state(self) -> str:
+        """``"gone"`` once the media is unprepared, ``"playing"``, or ``"waiting"``.
+
+        Not the appsrc's NULL state: a media is still NULL before it is prepared."""
+        if self._gone:
+            return "gone"
         state = self._appsrc.get_state(0)[1]
-        if state == self._gst.State.NULL:
-            return False  # the media was unprepared: stop
-        if state != self._gst.State.PLAYING:
-            return True
+        return "playing" if state == self._gst.State.PLAYING else "waiting"
+
+    def picture(self, micros: int, count: int) -> Any:
+        """The buffer of picture number ``count``, captured at ``micros`` (epoch µs)."""
         width, height = self._width, self._height
-        band = _stamp_band(width, round(time.time() * 1_000_000))
-        shift = (self._count * 4) % width
+        band = _stamp_band(width, micros)
+        shift = (count * 4) % width
         line = self._ramp[shift : shift + width]
         luma = band + line * (height - len(band) // width)
-        buffer = self._gst.Buffer.new_wrapped(luma + self._chroma)
-        self._count += 1
+        return self._gst.Buffer.new_wrapped(luma + self._chroma)
+
+    def push(self, buffer: Any) -> bool:
+        """Hand ``buffer`` to the encoder; False when the media no longer takes pictures."""
         return bool(self._appsrc.emit("push-buffer", buffer) == self._gst.FlowReturn.OK)
 
 
-def _configure_media(glib: Any, gst: Any, args: argparse.Namespace, media: Any) -> None:
-    """Per client media: feed its appsrc, send RTCP sender reports on the capture time."""
+class CameraClock:
+    """The camera's shutter: every frame interval it reads the wall clock once and gives
+    every client's media, main and sub profile alike, a picture of that capture instant.
+
+    The pictures are painted first and pushed together, so that the PTS each pipeline
+    takes at the push lies as close as possible to the painted capture time.
+    """
+
+    def __init__(self, glib: Any, fps: int) -> None:
+        self._feeds: list[StampedPictures] = []
+        self._count = 0
+        self._source = glib.timeout_add(max(1, round(1000 / fps)), self._tick)
+
+    def add(self, feed: StampedPictures) -> None:
+        """Give ``feed`` a picture at every capture instant from now on, until it is gone."""
+        self._feeds.append(feed)
+
+    def _tick(self) -> bool:
+        states = [(feed, feed.state()) for feed in self._feeds]
+        self._feeds = [feed for feed, state in states if state != "gone"]
+        playing = [feed for feed, state in states if state == "playing"]
+        if not playing:
+            return True
+        self._count += 1
+        micros = round(time.time() * 1_000_000)
+        pictures = [(feed, feed.picture(micros, self._count)) for feed in playing]
+        refused = {id(feed) for feed, buffer in pictures if not feed.push(buffer)}
+        self._feeds = [feed for feed in self._feeds if id(feed) not in refused]
+        return True
+
+
+def _configure_media(gst: Any, clock: CameraClock, size: tuple[int, int], media: Any) -> None:
+    """Per client media: feed its appsrc from ``clock``, send RTCP sender reports on the
+    capture time."""
     element = media.get_element()
     appsrc = element.get_by_name("stampsrc")
     # With a second stream the media is seekable and PLAY seeks it to its start: a live
@@ -322,7 +389,34 @@ def _configure_media(glib: Any, gst: Any, args: argparse.Namespace, media: Any) 
             child.set_property("rtcp-sync-send-time", False)
 
     pipeline.connect("element-added", added)
-    StampedPictures(glib, gst, appsrc, args)  # kept alive by its GLib timeout
+    feed = StampedPictures(gst, appsrc, size)
+    media.connect("unprepared", lambda _media: feed.stop())
+    clock.add(feed)
+
+
+def _media_factory(
+    rtsp: Any,
+    gst: Any,
+    args: argparse.Namespace,
+    size: tuple[int, int],
+    clock: CameraClock | None,
+    pool: Any,
+) -> Any:
+    """The media factory of one profile (mount) of the camera, at ``size``."""
+    factory = rtsp.RTSPMediaFactory()
+    factory.set_launch(_launch_line(args, size))
+    factory.set_shared(args.shared)
+    if args.transports != "both":
+        from gi.repository import GstRtsp  # type: ignore[import-not-found, unused-ignore]
+
+        lower = GstRtsp.RTSPLowerTrans
+        factory.set_protocols(lower.TCP if args.transports == "tcp" else lower.UDP)
+    if clock is not None:
+        factory.connect(
+            "media-configure", lambda _factory, media: _configure_media(gst, clock, size, media)
+        )
+    factory.set_address_pool(pool)
+    return factory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,24 +430,19 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
 
-    factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(_launch_line(args))
-    factory.set_shared(args.shared)
-    if args.transports != "both":
-        from gi.repository import GstRtsp  # type: ignore[import-not-found, unused-ignore]
-
-        lower = GstRtsp.RTSPLowerTrans
-        factory.set_protocols(lower.TCP if args.transports == "tcp" else lower.UDP)
-    if args.stamp:
-        factory.connect(
-            "media-configure", lambda _factory, media: _configure_media(GLib, Gst, args, media)
-        )
+    # One camera, one clock: every client of every profile gets the same capture instants.
+    clock = CameraClock(GLib, args.fps) if args.stamp else None
     # RTP/RTCP-over-UDP sockets: take them from a loopback-only pool, otherwise
     # GStreamer binds them to the wildcard addresses (0.0.0.0 and ::).
     pool = GstRtspServer.RTSPAddressPool()
     pool.add_range(args.host, args.host, UDP_PORT_MIN, UDP_PORT_MAX, 0)
-    factory.set_address_pool(pool)
-    server.get_mount_points().add_factory(args.path, factory)
+    profiles = [(args.path, (args.width, args.height))]
+    if args.sub_size is not None:
+        profiles.append((args.sub_path, args.sub_size))
+    for path, size in profiles:
+        server.get_mount_points().add_factory(
+            path, _media_factory(GstRtspServer, Gst, args, size, clock, pool)
+        )
 
     loop = GLib.MainLoop()
     try:

@@ -15,6 +15,7 @@ the same instant, so detection costs no display resolution.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections import deque
@@ -398,16 +399,25 @@ class SpeakerDetector:
 
     def _main_frame(self, frameset: FrameSet, camera: str) -> Frame | None:
         """The main frame captured with ``camera``'s frame of ``frameset``: that frame on a
-        main set; else the main stream's recent frame of the same capture time, or its
-        newest (None before the first)."""
+        main set; else the main stream's recent frame of the nearest capture time, within
+        half its frame interval, or its newest (None before the first).
+
+        One sender gives a sub frame the very capture time of its main frame; an IP
+        camera's two RTSP sessions each map their own reports, a millisecond or so apart.
+        """
         frame = frameset.frames[camera]
         if frame.role == MAIN_ROLE:
             return frame
         stream = None if self._group is None else self._group.streams.get(camera)
         recent = [] if stream is None else stream.recent()
-        for candidate in reversed(recent):
-            if candidate.capture_time is not None and candidate.capture_time == frame.capture_time:
-                return candidate
+        target = frame.capture_time
+        timed = [(f.capture_time, f) for f in recent if f.capture_time is not None]
+        if target is not None and timed:
+            steps = [b[0] - a[0] for a, b in itertools.pairwise(timed) if b[0] > a[0]]
+            tolerance = min(steps) / 2 if steps else 0.0
+            when, nearest = min(timed, key=lambda item: abs(item[0] - target))
+            if abs(when - target) <= tolerance:
+                return nearest
         return recent[-1] if recent else None
 
     def _publish(
