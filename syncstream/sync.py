@@ -555,7 +555,7 @@ class Aligner(Generic[F]):
         """A set of two cameras or more among the frames older than ``chosen`` (which
         would otherwise be overtaken), to be emitted first: the earliest waiting frame
         and each other camera's first older frame within the tolerance after it. None if
-        there is none, or if a later set holds its cameras and a slower one as well."""
+        there is none."""
         if self.on_missing == "wait":
             return None
         first_name = min(heads, key=lambda n: self._key(heads[n]))
@@ -572,9 +572,7 @@ class Aligner(Generic[F]):
                     break
                 earlier[name] = frame
                 break
-        if len(earlier) < 2 or self._overtaken(earlier, now_mono):
-            return None
-        return earlier
+        return earlier if len(earlier) > 1 else None
 
     def _may_fit(
         self, present: list[str], pivot_name: str, target: float, due: float, now_mono: float
@@ -668,7 +666,10 @@ class Aligner(Generic[F]):
         """Whether a later set will hold every camera of ``chosen`` and one more: a live
         camera missing from it, slower than each of them, whose next frame each of them
         will have a later frame within the tolerance of (frames regular, their shortest
-        interval apart)."""
+        interval apart). Only a frame alone is passed over so: a set of several cameras is
+        kept, whatever comes later (its frames are not those the later set needs)."""
+        if len(chosen) > 1:
+            return False
         steps = {}
         for name, frame in chosen.items():
             step = self._cameras[name].min_interval
