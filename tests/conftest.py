@@ -77,6 +77,28 @@ def alive(pid: int) -> bool:
     return True
 
 
+_POLL = 0.02  # how often a wait looks at its condition (s)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()  # never set: its wait() is the pause between looks
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        pause.wait(_POLL)
+
+
+def holds_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` for ``seconds``: AssertionError naming ``what`` at the first miss."""
+    deadline = time.monotonic() + seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        assert condition(), what
+        pause.wait(_POLL)
+
+
 def group_threads() -> list[str]:
     """The names of the group, reader and processor threads alive now."""
     prefixes = ("syncstream-group", "syncstream-reader", "syncstream-processor")
@@ -87,7 +109,4 @@ def group_threads() -> list[str]:
 def no_group_threads_left() -> Iterator[None]:
     """After the test, every group thread ends within 5 s (asserted)."""
     yield
-    deadline = time.monotonic() + 5.0
-    while group_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert group_threads() == []
+    wait_until(lambda: not group_threads(), 5.0, f"group threads left: {group_threads()}")

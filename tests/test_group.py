@@ -30,10 +30,11 @@ from syncstream.config import ConvertPolicy, SyncPolicy
 from syncstream.probe import StampSender, decode_stamp
 from syncstream.processors.base import Processor, ProcessorWorker
 from syncstream.senders import free_udp_port
+from syncstream.stats import MIN_RATE_SPAN
 from syncstream.testing.plugin import TsRecorder, TsReplayFactory
 from syncstream.testing.relay import ImpairmentRelay
 from syncstream.testing.sshd import SshdServer
-from tests.conftest import SenderFactory, ssh_host
+from tests.conftest import SenderFactory, ssh_host, wait_until
 from tests.conftest import alive as _alive
 
 SMALL = SenderConfig(size=(320, 240), fps=30.0)
@@ -70,10 +71,9 @@ def test_two_local_cameras_give_complete_sets_by_capture_time() -> None:
         cam = stats.cameras[name]
         assert cam.used >= 30 and cam.sender_running is True and cam.clock_offset == 0.0
         assert cam.stream.capture_clock == "sender"
-    deadline = time.monotonic() + 5.0
-    while any(pid is not None and _alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(pid is not None and _alive(pid) for pid in pids)
+    wait_until(
+        lambda: not any(pid is not None and _alive(pid) for pid in pids), 5.0, "senders gone"
+    )
 
 
 def test_a_running_camera_and_a_started_one_mix(udp_sender: SenderFactory) -> None:
@@ -154,24 +154,24 @@ def test_a_silent_udp_camera_says_no_data_and_start_up_rates_stay_sane() -> None
     cams = [_camera("live"), Camera(name="quiet", url=f"udp://127.0.0.1:{port}")]
     # frames of "live" wait for "quiet" for first_frame_wait, then go out in a burst
     with StreamGroup(cams, max_wait=0.3, first_frame_wait=2.0) as group:
-        started = time.monotonic()  # the group and its streams started before this
-        deadline = started + 30.0
         snapshots = 0
-        while True:
-            # every snapshot from the start: printed rates within what the counters allow
-            elapsed = time.monotonic() - started  # at most the time the rates cover
+
+        def settled() -> bool:
+            # every snapshot from the start: a rate never exceeds its events per the
+            # shortest span a rate is taken over (a burst of sets is no huge rate)
+            nonlocal snapshots
             stats = group.stats
             live, quiet, group_line = stats.lines()
-            span = min(2.0, max(elapsed, 1.0))  # the shortest span a rate is taken over
-            assert _printed_rate(group_line) <= stats.sets / span + 0.05, (stats, elapsed)
+            assert _printed_rate(group_line) <= stats.sets / MIN_RATE_SPAN + 0.05, stats
             decoded = stats.cameras["live"].stream.decoded
-            assert _printed_rate(live) <= decoded / span + 0.05, (stats, elapsed)
+            assert _printed_rate(live) <= decoded / MIN_RATE_SPAN + 0.05, stats
             assert _printed_rate(quiet) == 0.0
             snapshots += 1
-            if stats.sets >= 30 and f"no data on udp port {port}" in quiet:
-                break
-            assert time.monotonic() < deadline, stats.lines()
-            time.sleep(0.01)
+            return stats.sets >= 30 and f"no data on udp port {port}" in quiet
+
+        wait_until(settled, 30.0, "30 sets and the quiet camera's 'no data'")
+        stats = group.stats
+        quiet = stats.lines()[1]
         quiet_stats = stats.cameras["quiet"].stream
         assert quiet_stats.state in (StreamState.CONNECTING, StreamState.STALE)
         assert quiet_stats.waiting_for == f"no data on udp port {port}"
@@ -183,10 +183,8 @@ def test_a_silent_udp_camera_says_no_data_and_start_up_rates_stay_sane() -> None
 def test_a_read_that_times_out_names_what_a_silent_camera_waits_for() -> None:
     port = free_udp_port()  # nobody sends to it
     with StreamGroup([Camera(name="quiet", url=f"udp://127.0.0.1:{port}")]) as group:
-        deadline = time.monotonic() + 10.0
-        while group.streams["quiet"].stats.waiting_for is None:  # until its socket is open
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        quiet = group.streams["quiet"]
+        wait_until(lambda: quiet.stats.waiting_for is not None, 10.0, "its socket open")
         with pytest.raises(ReadTimeout, match=rf"quiet: \w+ \(no data on udp port {port}\)"):
             group.read(timeout=0.2)
 

@@ -18,7 +18,7 @@ from syncstream import Camera, FrameSet, SenderConfig, StreamClosed, StreamGroup
 from syncstream.processors.base import ProcessorWorker
 from syncstream.senders import LocalSender, SenderFleet, free_udp_port
 from syncstream.testing.sshd import SshdServer
-from tests.conftest import ssh_host
+from tests.conftest import holds_for, ssh_host, wait_until
 
 SMALL = SenderConfig(input="testsrc", size=(160, 120), fps=15)
 # A start that watches each new ffmpeg for 3 s: the senders are starting for that long.
@@ -86,39 +86,23 @@ def _threads_since(before: set[threading.Thread]) -> list[str]:
     ]
 
 
-def _wait_until(condition: Condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.02)
-
-
-def _holds_for(condition: Condition, seconds: float, what: str) -> None:
-    """Poll ``condition`` for ``seconds``: it must hold at every look."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert condition(), what
-        time.sleep(0.05)
-
-
 def _assert_nothing_left(
     ports: list[int], threads_before: set[threading.Thread], listener: int | None = None
 ) -> None:
     """No ffmpeg of the group, no thread of the group, no SSH session; nothing comes back."""
-    _wait_until(lambda: not _senders(ports), 10, f"ffmpeg gone ({_senders(ports)})")
-    _wait_until(
+    wait_until(lambda: not _senders(ports), 10, f"ffmpeg gone ({_senders(ports)})")
+    wait_until(
         lambda: not _threads_since(threads_before),
         10,
         f"threads gone ({_threads_since(threads_before)})",
     )
     if listener is not None:
-        _wait_until(
+        wait_until(
             lambda: not _sshd_children(listener),
             10,
             f"SSH connections closed ({_sshd_children(listener)})",
         )
-    _holds_for(lambda: not _senders(ports), 2.0, "a sender was started again")
+    holds_for(lambda: not _senders(ports), 2.0, "a sender was started again")
 
 
 @pytest.fixture(autouse=True)
@@ -307,7 +291,7 @@ def test_close_from_another_thread_while_starting_stops_everything(sshd: SshdSer
     group = StreamGroup(cameras)
 
     def close_once_a_sender_runs() -> None:
-        _wait_until(lambda: bool(_senders(ports)), 30, "a sender spawned")
+        wait_until(lambda: bool(_senders(ports)), 30, "a sender spawned")
         group.close()
 
     closer = threading.Thread(target=close_once_a_sender_runs, name="test-closer")
@@ -339,7 +323,7 @@ def test_a_sender_stopped_during_its_start_is_gone_when_stop_returns() -> None:
 
     starter = threading.Thread(target=start, name="test-starter")
     starter.start()
-    _wait_until(lambda: bool(_senders([port])), 10, "ffmpeg spawned")
+    wait_until(lambda: bool(_senders([port])), 10, "ffmpeg spawned")
     sender.stop()
     assert not _senders([port])  # stop() waited for the start in flight
     starter.join(10)

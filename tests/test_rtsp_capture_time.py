@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 from rtsp_fixture import rtsp_server, rtsp_server_available
 
-from syncstream import Frame, StreamConfig, StreamFailed, VideoStream
+from syncstream import Frame, StreamConfig, StreamEnded, StreamFailed, VideoStream
 from syncstream.probe import decode_stamp
 from syncstream.sources import SourceCounters, SourceFrame
 
@@ -105,9 +105,10 @@ def test_capture_time_h265_with_audio() -> None:
 
 
 class _ScriptedRtp:
-    """A custom backend handing over frames as the PyAV backend does for RTP before a report."""
+    """A custom backend handing over frames as the PyAV backend does for RTP: five before
+    the first sender report, five after it, then the end."""
 
-    is_live = True
+    is_live = False  # a script, not a clock: every frame goes to the reader, then it ends
 
     def __init__(self) -> None:
         self.counters = SourceCounters()
@@ -117,7 +118,8 @@ class _ScriptedRtp:
         pass
 
     def read(self) -> SourceFrame:
-        time.sleep(0.01)  # a camera's frame interval, so that the stream is not a busy loop
+        if self._count == 10:
+            raise StreamEnded("script played")
         self._count += 1
         image = np.zeros((8, 8, 3), np.uint8)
         reported = self._count > 5
@@ -142,9 +144,10 @@ def test_rtp_pts_is_never_taken_for_a_capture_time() -> None:
     stream = VideoStream(
         "rtsp://camera.invalid/stream",
         capture_clock="sender",
+        realtime=False,
         source_factory=lambda _config: _ScriptedRtp(),
     )
-    stream.add_listener(collector)
+    stream.add_listener(collector, consume=True)
     with stream:
         frames = collector.wait_reported(5, 10.0)
     assert [f.capture_time is None for f in frames[:5]] == [True] * 5

@@ -10,11 +10,11 @@ carry the same capture time, as they do for the dual-stream cameras of one ffmpe
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import wait_until
 from rtsp_fixture import rtsp_server, rtsp_server_available
 
 from syncstream import Camera, Frame, FrameSet, SpeakerDetector, StreamGroup
@@ -152,12 +152,14 @@ def test_main_and_sub_profiles_of_an_rtsp_camera_are_roles_on_its_clock() -> Non
                 # the main frame of that instant may still be on its way (two sessions)
                 taken = sub_set.frames["door"].capture_time
                 assert taken is not None
-                deadline = time.monotonic() + 5.0
-                while time.monotonic() < deadline and not any(
-                    f.capture_time is not None and f.capture_time >= taken - 0.005
-                    for f in group.streams["door"].recent()
-                ):
-                    time.sleep(0.01)
+                wait_until(
+                    lambda t=taken: any(
+                        f.capture_time is not None and f.capture_time >= t - 0.005
+                        for f in group.streams["door"].recent()
+                    ),
+                    5.0,
+                    "the main frame of the sub set's instant",
+                )
                 main = detector._main_frame(sub_set, "door")
                 assert main is not None and main.role == "main"
                 assert _stamp(main) == _stamp(sub_set.frames["door"]) is not None

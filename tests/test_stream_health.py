@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_udp_port
+from conftest import free_udp_port, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,7 +204,11 @@ def _factory(made: list[ChangingSource], changes: set[int]) -> Callable[..., Cha
 def test_a_change_is_a_reconnect_on_the_same_source() -> None:
     made: list[ChangingSource] = []
     with VideoStream("fake://a", source_factory=_factory(made, {5})) as stream:
-        assert _wait_for(lambda: stream.stats.reconnects == 1 and stream.stats.decoded > 10)
+        wait_until(
+            lambda: stream.stats.reconnects == 1 and stream.stats.decoded > 10,
+            15.0,
+            "reopened once and decoding",
+        )
         assert stream.state is StreamState.LIVE
         stats = stream.stats
     assert len(made) == 1  # read on after the change: not closed and made again
@@ -216,7 +220,7 @@ def test_a_second_change_before_any_frame_reopens_the_source() -> None:
     with VideoStream(
         "fake://a", source_factory=_factory(made, {5, 6}), reconnect_delay=0.05
     ) as stream:
-        assert _wait_for(lambda: len(made) == 2 and stream.stats.decoded > 10)
+        wait_until(lambda: len(made) == 2 and stream.stats.decoded > 10, 15.0, "a second source")
         stats = stream.stats
     assert made[0].closed
     assert stats.reconnects == 2  # the first change, then the reopen
@@ -224,15 +228,6 @@ def test_a_second_change_before_any_frame_reopens_the_source() -> None:
 
 
 # -- real senders on loopback ------------------------------------------------------------
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -340,12 +335,12 @@ def test_null_packets_alone_make_the_stream_stale_and_it_reopens(
         first.stop()
         spray.start()
         try:
-            assert _wait_for(lambda: stream.state is StreamState.STALE)
+            wait_until(lambda: stream.state is StreamState.STALE, 15.0, "STALE")
             assert stream.stats.last_error is not None
             assert "no decodable frame" in stream.stats.last_error
             # a reopened reader fed only null packets gives up too, and again
-            assert _wait_for(lambda: stream.stats.reconnects >= 2)
-            assert _wait_for(lambda: stream.state is StreamState.STALE)
+            wait_until(lambda: stream.stats.reconnects >= 2, 15.0, "reopened twice")
+            wait_until(lambda: stream.state is StreamState.STALE, 15.0, "STALE")
             decoded = stream.stats.decoded
         finally:
             stop.set()
