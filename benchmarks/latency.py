@@ -159,6 +159,33 @@ class SeedVideoStream:
         self.cap.release()
 
 
+def pair_newest(
+    streams: list[SeedVideoStream], warmup: float, seconds: float
+) -> list[tuple[float, float]]:
+    """The tutorial's pairing: the newest frame of each running reader, polled every ms.
+
+    Each new combination of painted stamps (some camera has a new frame) after ``warmup``
+    gives (latest minus earliest stamp, now minus earliest stamp) in seconds.
+    """
+    pairs: list[tuple[float, float]] = []
+    last: list[float] = []
+    begin = time.monotonic()
+    while (elapsed := time.monotonic() - begin) < warmup + seconds:
+        frames = [stream.read() for stream in streams]
+        if all(ok for ok, _ in frames):
+            now = time.time()
+            try:
+                stamps = [decode_stamp(frame) for _, frame in frames]
+            except StampNotFound:
+                stamps = []
+            if stamps and stamps != last:
+                last = stamps
+                if elapsed >= warmup:
+                    pairs.append((max(stamps) - min(stamps), now - min(stamps)))
+        time.sleep(0.001)
+    return pairs
+
+
 def receive_seed_threaded(url: str, warmup: float, seconds: float) -> list[float]:
     """The tutorial's threaded VideoStream, polled every millisecond like cv2.waitKey(1)."""
     samples: list[float] = []

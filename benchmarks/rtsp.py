@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from latency import SeedVideoStream
+from latency import SeedVideoStream, pair_newest
 
 from syncstream import Camera, StampNotFound, StreamGroup
 from syncstream.probe import decode_stamp
@@ -257,24 +257,12 @@ def receive_seed(urls: list[str], seconds: float) -> Samples:
     """The tutorial's loop: the newest frame of each threaded cv2 reader, polled every ms."""
     samples = Samples()
     streams: list[SeedVideoStream] = []
-    last: list[float] = []
     try:
         for url in urls:
             streams.append(_open_seed(url).start())
-        begin = time.monotonic()
-        while time.monotonic() - begin < seconds:
-            frames = [stream.read() for stream in streams]
-            if all(ok for ok, _ in frames):
-                now = time.time()
-                try:
-                    stamps = [decode_stamp(frame) for _, frame in frames]
-                except StampNotFound:
-                    stamps = []
-                if stamps and stamps != last:  # a new set: some camera has a new frame
-                    last = stamps
-                    samples.skews.append(max(stamps) - min(stamps))
-                    samples.latencies.append(now - min(stamps))
-            time.sleep(0.001)
+        for skew, latency in pair_newest(streams, 0.0, seconds):
+            samples.skews.append(skew)
+            samples.latencies.append(latency)
     finally:
         for stream in streams:
             stream.release()

@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from latency import SeedVideoStream
+from latency import SeedVideoStream, pair_newest
 
 from syncstream import Camera, StampNotFound, StreamGroup
 from syncstream.config import SyncPolicy
@@ -54,28 +54,12 @@ def _sample(images: list[object]) -> Sample | None:
 
 def receive_seed(urls: list[str], warmup: float, seconds: float) -> list[Sample]:
     """The tutorial's loop: the newest frame of each threaded reader, polled every ms."""
-    samples: list[Sample] = []
     streams = [SeedVideoStream(url).start() for url in urls]
-    last: list[float | None] = [None] * len(urls)
     try:
-        begin = time.monotonic()
-        while (elapsed := time.monotonic() - begin) < warmup + seconds:
-            frames = [stream.read() for stream in streams]
-            if all(ok for ok, _ in frames):
-                now = time.time()
-                try:
-                    stamps = [decode_stamp(frame) for _, frame in frames]
-                except StampNotFound:
-                    stamps = []
-                if stamps and stamps != last:  # a new pair: some camera has a new frame
-                    last = list(stamps)
-                    if elapsed >= warmup:
-                        samples.append((max(stamps) - min(stamps), now - min(stamps)))
-            time.sleep(0.001)
+        return pair_newest(streams, warmup, seconds)
     finally:
         for stream in streams:
             stream.release()
-    return samples
 
 
 def _group_receiver(policy: SyncPolicy) -> Receiver:
