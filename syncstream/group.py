@@ -61,6 +61,7 @@ _CHECK_INTERVAL = 0.25  # the alignment thread looks at the streams' states this
 _INBOX = 4096  # frames waiting for the alignment thread, at most
 _JOIN_TIMEOUT = 2.0
 _KEYFRAME_GUESS = 2.0  # s between keyframes of a camera whose sender is not ours
+_WAITING = (StreamState.CONNECTING, StreamState.STALE)  # states with stats.waiting_for
 _DONE = (StreamState.ENDED, StreamState.FAILED, StreamState.CLOSED)
 
 
@@ -564,7 +565,9 @@ class StreamGroup:
         lock): such a camera is not waited for a keyframe interval at start."""
         for lane, aligner in lanes:
             for name, stream in lane.sources.items():
-                aligner.set_idle(name, stream.stats.waiting_for is not None)
+                # only a stream not live may wait for data: no stats snapshot for the rest
+                waiting = stream.state in _WAITING and stream.stats.waiting_for is not None
+                aligner.set_idle(name, waiting)
 
     def _note_clocks(self, lanes: list[tuple[_Lane, Aligner[Frame]]]) -> None:
         """Warn, by name, when a camera's clock starts or stops disagreeing with the
