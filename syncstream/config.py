@@ -564,6 +564,16 @@ class Camera(ReaderSettings):
         description="Our clock minus the sender's, in seconds. None: measured over SSH for a "
         "remote sender (a host whose cameras all have one given is not measured), 0 otherwise.",
     )
+    arrival_delay: float | None = Field(
+        default=None,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="For a camera whose frames carry no capture time (MJPEG, an RTSP camera "
+        "without sender reports): how long before its arrival a frame counts as captured, "
+        "when aligned with cameras that have capture times (s). None: the median delay "
+        "(arrival minus capture time) of those cameras.",
+    )
     streams: dict[str, CameraStream] = Field(
         default_factory=dict,
         description="Further streams by role, e.g. sub = {port = 9101, size = [320, 240], "

@@ -10,6 +10,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from .sync import SyncClock
+
 __all__ = ["BGRImage", "Frame", "FrameSet"]
 
 #: An image as OpenCV uses it: height x width x 3, uint8, BGR order.
@@ -126,9 +128,10 @@ class FrameSet:
     skew: float
     #: The set's instant: the mean of its frames' times on :attr:`clock` (epoch seconds).
     time: float
-    #: ``"sender"``: frames were aligned by capture time; ``"arrival"``: by arrival time,
-    #: because a camera's stream carries no capture time.
-    clock: Literal["sender", "arrival"]
+    #: ``"sender"``: every frame went by its capture time; ``"arrival"``: none did, they
+    #: went by arrival time (their streams carry no capture time); ``"mixed"``: some did,
+    #: the others by arrival minus their camera's arrival delay (:attr:`clocks` says which).
+    clock: SyncClock
     #: Our wall clock when the set was complete.
     emitted_time: float
     #: The same instant on ``time.monotonic()``.
@@ -138,17 +141,24 @@ class FrameSet:
     role: str = "main"
 
     @property
+    def clocks(self) -> dict[str, Literal["sender", "arrival"]]:
+        """Camera name to the clock its frame went by: ``"sender"`` (its capture time) or
+        ``"arrival"`` (its arrival time, minus its camera's arrival delay when other
+        cameras of the group have capture times)."""
+        return {name: frame.clock for name, frame in self.frames.items()}
+
+    @property
     def capture_time(self) -> float | None:
-        """The set's capture instant (mean of the frames'), or None when aligned by arrival."""
-        return self.time if self.clock == "sender" else None
+        """The set's capture instant (the mean of its frames' times), or None when no frame
+        has a capture time. In a ``"mixed"`` set it counts the frames without one as
+        captured their camera's arrival delay before they arrived."""
+        return None if self.clock == "arrival" else self.time
 
     @property
     def latency(self) -> float:
         """Seconds from the earliest capture (or arrival, without capture times) to the set."""
         oldest = min(
-            f.capture_time
-            if self.clock == "sender" and f.capture_time is not None
-            else f.arrival_time
+            f.capture_time if f.capture_time is not None else f.arrival_time
             for f in self.frames.values()
         )
         return self.emitted_time - oldest

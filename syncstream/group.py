@@ -222,6 +222,9 @@ class StreamGroup:
                     start_mono=start_mono,
                     first_frame_wait=config.first_frame_wait,
                     first_frame_grace=self._first_frame_grace(),
+                    arrival_delays={
+                        c.name: c.arrival_delay for c in self.cameras if c.arrival_delay is not None
+                    },
                 )
             thread = threading.Thread(target=self._run, name="syncstream-group", daemon=True)
             thread.start()  # under the lock: a close() now sees it and joins it
@@ -682,6 +685,7 @@ class StreamGroup:
                 drop_reasons=counts.reasons() if counts else {},
                 off_clock=aligner.off_clock(name) if aligner is not None else False,
                 delay=aligner.delay(name) if aligner is not None else None,
+                arrival_delay=aligner.arrival_delay(name) if aligner is not None else None,
             )
         skews, latencies = sorted(lane.skews), sorted(lane.latencies)
         now = time.monotonic()

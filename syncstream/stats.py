@@ -78,6 +78,11 @@ class CameraStats:
     #: Its lowest arrival minus capture time over recent frames (seconds): path delay plus
     #: the error of its clock; None before its first frame.
     delay: float | None = None
+    #: While its frames carry no capture time (they go by arrival): how long before its
+    #: arrival a frame counts as captured (seconds), given as the camera's
+    #: ``arrival_delay`` or estimated from the cameras with capture times (0 without
+    #: any). None while its frames carry one.
+    arrival_delay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,8 @@ class GroupStats:
     skew_p95: float | None
     latency_p50: float | None
     latency_p95: float | None
-    #: "sender": aligned by capture time; "arrival": a camera carries no capture time.
+    #: What the cameras' newest frames go by: "sender" (all by capture time), "arrival"
+    #: (none carries one) or "mixed" (see :attr:`CameraStats.arrival_delay`).
     clock: SyncClock
     cameras: dict[str, CameraStats]
     processors: dict[str, ProcessorStats]
@@ -118,9 +124,11 @@ class GroupStats:
         the set's time), drops (frames the reader skipped plus frames no set could use),
         decode errors, sender restarts, its clock error (``clock error +1.3 ms``: the
         lowest arrival minus capture time, see ``StreamStats.clock_error``; ``clock off``
-        when alignment leaves it out), and what it waits for while nothing arrives
-        (``no data on udp port 9001``). Group: sets/s, skew and set latency p50/p95, and
-        the same for the sets of each further stream role (``group:sub``).
+        when alignment leaves it out; ``by arrival - 45.0 ms`` when its frames carry no
+        capture time and go by arrival minus its arrival delay), and what it waits for
+        while nothing arrives (``no data on udp port 9001``). Group: sets/s, skew and set
+        latency p50/p95, and the same for the sets of each further stream role
+        (``group:sub``).
         """
         width = max([5, *(len(name) for name in self.cameras), *(len(r) + 6 for r in self.roles)])
         lines = [_camera_line(camera, width) for camera in self.cameras.values()]
@@ -159,6 +167,8 @@ def _camera_line(camera: CameraStats, width: int) -> str:
     shown = f"{drops} ({reasons})" if reasons else f"{drops}"
     error = "" if stream.clock_error is None else f"  clock error {_signed(stream.clock_error)}"
     clock = "  clock off" if camera.off_clock else ""
+    if camera.arrival_delay is not None:
+        clock += f"  by arrival - {_ms(camera.arrival_delay).strip()} ms"
     waiting = "" if stream.waiting_for is None else f"  {stream.waiting_for}"
     return (
         f"{camera.name:<{width}} {stream.state.value:<8} {stream.fps:5.1f} fps     "

@@ -6,9 +6,13 @@ in, so the same inputs always give the same sets and the logic is tested with sy
 timestamps.
 
 Frames are compared by their *key*: the capture time (the sender's wall clock mapped to
-ours) when every camera's frames carry one, else the arrival time for all cameras, so a
-camera without sender stamps never gets compared on a different clock than the others.
-:attr:`Aligner.clock` says which.
+ours) for a frame that carries one. A frame without one (an MJPEG camera, an RTSP camera
+before its first sender report) counts as captured its camera's *arrival delay* before it
+arrived: the delay given for the camera, else the typical delay of the cameras whose frames
+carry capture times (the median of their lowest arrival minus capture time), else 0 when
+no camera's do (the group then aligns by arrival time). So every camera is on one clock.
+:attr:`Aligner.clock` and :attr:`Match.clock` say which clocks are in play, and each
+frame's own ``capture_time`` says which it went by.
 
 Policies:
 
@@ -62,7 +66,9 @@ __all__ = [
     "Timed",
 ]
 
-SyncClock = Literal["sender", "arrival"]
+#: ``"sender"``: every frame went by its capture time; ``"arrival"``: none did (arrival
+#: times); ``"mixed"``: some did, the others went by arrival minus an arrival delay.
+SyncClock = Literal["sender", "arrival", "mixed"]
 
 
 class Timed(Protocol):
@@ -96,7 +102,9 @@ class Match(Generic[F]):
     skew: float
     #: The mean key of the frames (seconds since the epoch on :attr:`clock`).
     time: float
-    #: ``"sender"``: keys are capture times; ``"arrival"``: arrival times.
+    #: ``"sender"``: keys are capture times; ``"arrival"``: arrival times (minus the
+    #: cameras' arrival delays in a group where other cameras have capture times);
+    #: ``"mixed"``: some of each.
     clock: SyncClock
     #: Each camera's key minus :attr:`time` (seconds): positive for a frame taken later.
     offsets: Mapping[str, float] = field(default_factory=dict)
@@ -129,8 +137,8 @@ class CameraCounts:
     #: cannot be in a set with theirs and are not waited for.
     clock: int = 0
     #: Dropped: waiting when the camera's keys went backwards (a restarted or looping
-    #: source, see :attr:`resets`), or waiting without a capture time when the group went
-    #: over from arrival times to capture times.
+    #: source, see :attr:`resets`), or when its frames started or stopped carrying a
+    #: capture time (an RTSP camera's first sender report).
     discarded: int = 0
     #: Times the camera's keys went backwards and its waiting frames were discarded.
     resets: int = 0
@@ -158,6 +166,16 @@ _DELAYS = 32  # frames over which a camera's path delay (its lowest) is estimate
 # camera still has them when its wait runs out) even beyond ``history``, up to this many
 # times ``history``: at 30 fps, 8 frames last 0.27 s, less than the 0.5 s a set may wait.
 _HISTORY_STRETCH = 8
+# A camera's arrival delay follows the estimate once they differ by more than this (s).
+_SHIFT_STEP = 0.002
+
+
+def _clock_of(stamped: Sequence[bool]) -> SyncClock:
+    if all(stamped):
+        return "sender"
+    return "mixed" if any(stamped) else "arrival"
+
+
 _WAIT_MARGIN = 0.1
 
 
@@ -173,6 +191,8 @@ class _Camera(Generic[F]):
         "newest",
         "off_clock",
         "queue",
+        "shift",
+        "stamped",
     )
 
     def __init__(self) -> None:
@@ -184,6 +204,8 @@ class _Camera(Generic[F]):
         self.delays: deque[float] = deque(maxlen=_DELAYS)  # arrival_time minus key
         self.off_clock = False  # its clock disagrees with most cameras' (see CameraCounts)
         self.idle = False  # its source receives nothing at all (see Aligner.set_idle)
+        self.stamped: bool | None = None  # whether its newest frame has a capture time
+        self.shift = 0.0  # its arrival delay: an unstamped frame's key is arrival minus it
         self._delay: float | None = None  # min(delays), kept as they change
         self._interval: float | None = None  # min(intervals)
 
@@ -208,8 +230,13 @@ class _Camera(Generic[F]):
     def forget(self) -> None:
         """Forget the intervals and delays learnt (its keys changed their meaning)."""
         self.intervals.clear()
+        self.forget_delays()
+        self._interval = None
+
+    def forget_delays(self) -> None:
+        """Forget the delays learnt (its keys moved against its arrival times)."""
         self.delays.clear()
-        self._interval = self._delay = None
+        self._delay = None
 
     def drop(self, frame: F, reason: DropReason) -> None:
         self.queue.remove(frame)
@@ -237,6 +264,8 @@ class Aligner(Generic[F]):
     has not delivered a frame ``first_frame_wait`` after it, or ``first_frame_grace``
     after every other camera delivered its first (each at least ``max_wait``), is
     silent; senders and decoders take a moment (a keyframe) to deliver their first frame.
+    ``arrival_delays`` gives, by camera, how long before its arrival a frame without a
+    capture time counts as captured (see the module doc; by default the estimate).
     """
 
     def __init__(
@@ -252,6 +281,7 @@ class Aligner(Generic[F]):
         start_mono: float = 0.0,
         first_frame_wait: float = 0.0,
         first_frame_grace: float = 0.0,
+        arrival_delays: Mapping[str, float] | None = None,
     ) -> None:
         if not names:
             raise ValueError("an Aligner needs at least one camera")
@@ -261,6 +291,13 @@ class Aligner(Generic[F]):
             raise ValueError(f"max_skew must be > 0 or None, got {max_skew}")
         if max_wait <= 0 or history < 1 or exact_tolerance < 0:
             raise ValueError("max_wait must be > 0, history >= 1 and exact_tolerance >= 0")
+        arrival_delays = dict(arrival_delays or {})
+        if not set(arrival_delays) <= set(names):
+            raise ValueError(
+                f"arrival_delays of unknown cameras: {set(arrival_delays) - set(names)}"
+            )
+        if not all(math.isfinite(d) and d >= 0 for d in arrival_delays.values()):
+            raise ValueError(f"arrival_delays must be finite and >= 0, got {arrival_delays}")
         self.names = tuple(names)
         self.policy: SyncPolicy = policy
         self.max_wait = max_wait
@@ -277,7 +314,7 @@ class Aligner(Generic[F]):
             self._tolerance = math.inf
         self._cameras: dict[str, _Camera[F]] = {name: _Camera() for name in self.names}
         self._deadline: float | None = None
-        self._unstamped: set[str] = set()  # cameras whose newest frame has no capture time
+        self._arrival_delays = arrival_delays
         self._floor = -math.inf  # the earliest key of the last set: no set may come before
         self._judged: tuple[tuple[str, float | None], ...] = ()  # see _judge_clocks
 
@@ -289,19 +326,23 @@ class Aligner(Generic[F]):
         if camera is None:
             raise KeyError(f"frame of unknown camera {frame.source!r}")
         clock = self.clock
-        if frame.capture_time is None:
-            self._unstamped.add(frame.source)
-        else:
-            self._unstamped.discard(frame.source)
-        if self.clock != clock:  # every key changes its meaning: forget what was learnt
-            self._floor = -math.inf
-            for other in self._cameras.values():
-                other.forget()
-                if self.clock == "sender":  # a set on the sender clock holds stamped frames
-                    unstamped = [f for f in other.queue if f.capture_time is None]
-                    for waiting in unstamped:
-                        other.drop(waiting, "discarded")
+        stamped = frame.capture_time is not None
         newest = camera.newest
+        if camera.stamped is not None and camera.stamped != stamped:
+            # its keys change their meaning (an RTSP camera's first sender report): its
+            # waiting frames could not be in order with the new ones
+            camera.count_drop("discarded", len(camera.queue))
+            camera.queue.clear()
+            camera.forget()
+            newest = None
+        camera.stamped = stamped
+        if self.clock != clock:  # the other cameras' arrival delays move: sets may go back
+            self._floor = -math.inf
+        if not stamped:  # its waiting frames move with it; any now before the last set
+            shift = self._arrival_delay(frame.source)  # is dropped as late
+            if abs(shift - camera.shift) > _SHIFT_STEP:
+                camera.shift = shift
+                camera.forget_delays()
         camera.newest = frame
         if camera.first_mono is None:
             camera.first_mono = frame.arrival_mono
@@ -355,8 +396,27 @@ class Aligner(Generic[F]):
 
     @property
     def clock(self) -> SyncClock:
-        """``"sender"`` while every camera's newest frame has a capture time."""
-        return "arrival" if self._unstamped else "sender"
+        """``"sender"`` while every camera's newest frame has a capture time (or none has
+        delivered), ``"arrival"`` while none has, else ``"mixed"``."""
+        return _clock_of([c.stamped for c in self._cameras.values() if c.stamped is not None])
+
+    def key(self, frame: Timed) -> float:
+        """The time alignment compares ``frame`` by (epoch seconds): its capture time, or
+        its arrival time minus its camera's :meth:`arrival_delay`. A waiting frame without
+        a capture time moves with its camera's arrival delay when the estimate moves (by
+        more than 2 ms, as the frames of the other cameras arrive)."""
+        capture = frame.capture_time
+        if capture is not None:
+            return capture
+        return frame.arrival_time - self._cameras[frame.source].shift
+
+    def arrival_delay(self, name: str) -> float | None:
+        """How long before its arrival the camera's frame counts as captured (seconds),
+        while its frames carry no capture time: as given, else the median lowest delay of
+        the cameras with capture times whose clocks agree (0 while there is none). None
+        while its frames carry one, and before its first frame."""
+        camera = self._cameras[name]
+        return camera.shift if camera.stamped is False else None
 
     def counts(self, name: str) -> CameraCounts:
         """A copy of one camera's counters."""
@@ -393,11 +453,22 @@ class Aligner(Generic[F]):
         """Whether sets come in time order (``latest`` pairs the newest frames instead)."""
         return self.policy != "latest"
 
-    def _key(self, frame: Timed) -> float:
-        capture = frame.capture_time
-        if capture is not None and not self._unstamped:
-            return capture
-        return frame.arrival_time
+    _key = key
+
+    def _arrival_delay(self, name: str) -> float:
+        """The camera's arrival delay now: as given, or estimated (see :meth:`arrival_delay`)."""
+        given = self._arrival_delays.get(name)
+        if given is not None:
+            return given
+        delays = sorted(
+            delay
+            for camera in self._cameras.values()
+            if camera.stamped and not camera.off_clock and (delay := camera.delay) is not None
+        )
+        if not delays:
+            return 0.0
+        middle = len(delays) // 2
+        return delays[middle] if len(delays) % 2 else (delays[middle - 1] + delays[middle]) / 2
 
     def _present(self, now_mono: float) -> list[str]:
         """The cameras a set may hold: those not silent, and silent ones with frames still
@@ -418,7 +489,12 @@ class Aligner(Generic[F]):
         delays (on a tie, the window starting nearest to zero delay: a right clock and a
         short path). Their frames can never be in a set with the others' in time: their
         waiting frames are dropped."""
-        state = tuple((name, self._cameras[name].delay) for name in live)
+        for name in live:  # a camera without capture times is not judged: its delay is
+            if not self._cameras[name].stamped:  # an estimate
+                self._cameras[name].off_clock = False
+        state = tuple(
+            (name, self._cameras[name].delay) for name in live if self._cameras[name].stamped
+        )
         if state == self._judged:  # nothing changed since the last judgement
             return
         self._judged = state
@@ -427,6 +503,7 @@ class Aligner(Generic[F]):
             for name in live:
                 self._cameras[name].off_clock = False
             return
+        judged = [name for name, _ in state]
         best: tuple[int, float] | None = None  # (-count, |start|)
         low = high = delays[0][0]
         end = 0
@@ -437,7 +514,7 @@ class Aligner(Generic[F]):
             rank = (start - end - 1, abs(first))
             if best is None or rank < best:
                 best, low, high = rank, first, delays[end][0]
-        for name in live:  # a silent camera keeps its mark until it delivers again
+        for name in judged:  # a silent camera keeps its mark until it delivers again
             camera = self._cameras[name]
             delay = camera.delay  # off: further than max_wait from a camera of the window
             off = delay is not None and not high - self.max_wait <= delay <= low + self.max_wait
@@ -825,6 +902,6 @@ class Aligner(Generic[F]):
             missing=tuple(name for name in self.names if name not in chosen),
             skew=max(keys.values()) - min(keys.values()),
             time=mean,
-            clock=self.clock,
+            clock=_clock_of([f.capture_time is not None for f in frames.values()]),
             offsets={name: key - mean for name, key in keys.items()},
         )

@@ -17,6 +17,7 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from syncstream.probe import encode_stamp
 from syncstream.sources.tcp_framed import send_framed_jpeg
 
 BOUNDARY = "syncstreamboundary"
@@ -195,8 +197,8 @@ class _MjpegHandler(BaseHTTPRequestHandler):
             return
         sent = 0
         while not peer.stopping.is_set():
-            index = sent % len(peer.frames)
-            jpeg = peer.frames[index]
+            index = sent % max(1, len(peer.frames))
+            jpeg = peer.frames[index] if peer.stamp_size is None else peer.stamped_picture(sent)
             headers = [f"--{BOUNDARY}", "Content-Type: image/jpeg"]
             if peer.hostile == "huge_length" and sent == 0:
                 headers.append(f"Content-Length: {2**40}")  # a lie: the body is normal
@@ -225,7 +227,10 @@ class MjpegServer:
     these credentials, by ``auth_scheme`` (Basic, or Digest checked by :class:`DigestCheck`);
     ``redirects`` maps paths to the Location they answer with (302; after the auth check);
     ``chunked`` sends the stream with chunked transfer encoding (HTTP/1.1); ``tls`` is a
-    (certificate, key) pair to serve HTTPS. :attr:`requests` lists the path and
+    (certificate, key) pair to serve HTTPS; ``stamp_size`` (width, height) replaces
+    ``frames`` by pictures of that size painted with their capture time (the wall clock
+    just before each is encoded and sent, read back by ``syncstream.probe.decode_stamp``),
+    as a camera that says nothing of its clock. :attr:`requests` lists the path and
     Authorization header of every request received.
     """
 
@@ -246,8 +251,10 @@ class MjpegServer:
         redirects: Mapping[str, str] | None = None,
         chunked: bool = False,
         tls: tuple[pathlib.Path, pathlib.Path] | None = None,
+        stamp_size: tuple[int, int] | None = None,
     ) -> None:
         self.frames = list(frames)
+        self.stamp_size = stamp_size
         self.fps = fps
         self.content_length = content_length
         self.timestamps = None if timestamps is None else list(timestamps)
@@ -288,6 +295,15 @@ class MjpegServer:
             return self._digest.check(method, target, authorization)
         expected = base64.b64encode(":".join(self.auth).encode()).decode()
         return authorization == f"Basic {expected}"
+
+    def stamped_picture(self, count: int) -> bytes:
+        """A JPEG of ``stamp_size`` stamped with the time now: picture number ``count``."""
+        assert self.stamp_size is not None
+        width, height = self.stamp_size
+        luma = np.empty((height, width), np.uint8)
+        luma[:] = (16 + (np.arange(width) * 4 + count * 8) % 200).astype(np.uint8)
+        encode_stamp(luma, time.time())
+        return encode_jpeg(cv2.cvtColor(luma, cv2.COLOR_GRAY2BGR))
 
     def challenge(self) -> str:
         """The WWW-Authenticate value of a 401 answer."""

@@ -232,8 +232,16 @@ def test_clock_fix_arrival_gives_complete_sets_with_a_camera_whose_clock_is_off(
     odd = stats.cameras["odd"]
     assert odd.stream.capture_clock == "arrival" and not odd.off_clock
     assert odd.stream.clock_error is not None and -2.5 <= odd.stream.clock_error < -2.0
-    assert stats.clock == "arrival"  # one camera without capture times: all by arrival
-    assert sum(frameset.complete for frameset in sets) >= 27
+    # odd goes by arrival minus good's delay (arrival minus capture time), good by its
+    # capture times: one clock, and each set says which camera went by which
+    good = stats.cameras["good"]
+    assert stats.clock == "mixed" and good.arrival_delay is None
+    assert good.delay is not None and odd.arrival_delay is not None
+    assert abs(odd.arrival_delay - good.delay) <= 0.01  # it follows the estimate
+    complete = [frameset for frameset in sets if frameset.complete]
+    assert len(complete) >= 27
+    assert all(fs.clocks == {"good": "sender", "odd": "arrival"} for fs in complete)
+    assert all(fs.clock == "mixed" and fs.capture_time == fs.time for fs in complete)
 
 
 @pytest.mark.usefixtures("no_group_threads_left")

@@ -263,10 +263,57 @@ def test_exact_needs_equal_timestamps() -> None:
 
 def test_without_sender_stamps_it_aligns_by_arrival_and_says_so() -> None:
     aligner: Aligner[Shot] = Aligner(["a", "b"], max_skew=0.02)
-    matches = run(aligner, camera("a", 30), camera("b", 30, phase=0.001, stamped=False))
+    unstamped = camera("a", 30, stamped=False, delay=LATENCY + 0.010)
+    matches = run(aligner, unstamped, camera("b", 30, phase=0.001, stamped=False))
     assert aligner.clock == "arrival"
+    assert aligner.arrival_delay("a") == aligner.arrival_delay("b") == 0.0
     assert matches and all(m.clock == "arrival" for m in matches)
-    assert all(m.skew == pytest.approx(0.001, abs=1e-6) for m in matches)
+    # by arrival: a's path is 10 ms longer, b's frames are taken 1 ms later
+    assert all(m.skew == pytest.approx(0.009, abs=1e-6) for m in matches)
+
+
+def test_a_camera_without_stamps_goes_by_the_others_delay_in_a_mixed_group() -> None:
+    # a and b carry capture times (their lowest delays: 37 ms and 45 ms); c does not
+    # (MJPEG) and its path is as long as a's: it counts as captured the median delay of
+    # a and b (41 ms) before it arrived, so its frames pair with those taken with them
+    aligner: Aligner[Shot] = Aligner(["a", "b", "c"], max_skew=0.02)
+    matches = run(
+        aligner,
+        camera("a", 30),
+        camera("b", 30, phase=0.002, delay=0.045),
+        camera("c", 30, phase=0.001, stamped=False),
+    )
+    assert aligner.clock == "mixed"
+    assert aligner.arrival_delay("a") is None
+    assert aligner.arrival_delay("c") == pytest.approx(0.041)
+    full = [m for m in matches if not m.missing]
+    assert len(full) >= 28 and all(m.clock == "mixed" for m in full)
+    assert all(seqs(m) == {"a": k, "b": k, "c": k} for k, m in enumerate(full))
+    # c's key: its arrival minus 41 ms, i.e. its capture time minus 4 ms (minus 0 ms,
+    # a's delay, for the frames that came before b's first)
+    settled = full[2:]
+    assert all(m.offsets["c"] - m.offsets["a"] == pytest.approx(-0.003, abs=1e-6) for m in settled)
+    assert all(m.skew == pytest.approx(0.005, abs=1e-6) for m in settled)
+
+
+def test_a_given_arrival_delay_replaces_the_estimate() -> None:
+    # c's path is 150 ms longer than the others' (a camera that buffers): told so, its
+    # frames pair with those taken at the same time, not with those arriving with them
+    kwargs = {"max_skew": 0.02, "max_wait": 0.5}
+    cams = (camera("a", 30), camera("b", 30), camera("c", 30, delay=0.187, stamped=False))
+    guessed = run(Aligner(["a", "b", "c"], **kwargs), *cams)  # type: ignore[arg-type]
+    told: Aligner[Shot] = Aligner(["a", "b", "c"], arrival_delays={"c": 0.187}, **kwargs)  # type: ignore[arg-type]
+    matches = run(told, *cams)
+    assert told.arrival_delay("c") == 0.187
+    assert all(m.frames["c"].seq == m.frames["a"].seq for m in matches if len(m.frames) == 3)
+    assert sum(len(m.frames) == 3 for m in matches) >= 28
+    assert all(  # guessed: c's frames are paired with frames taken 150 ms later
+        m.frames["a"].seq - m.frames["c"].seq in (4, 5) for m in guessed if len(m.frames) == 3
+    )
+    with pytest.raises(ValueError, match="unknown cameras"):
+        Aligner(["a"], arrival_delays={"x": 0.1})
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        Aligner(["a"], arrival_delays={"a": -0.1})
 
 
 def test_max_skew_refuses_sets_wider_than_it() -> None:
@@ -359,7 +406,7 @@ def test_going_over_to_capture_times_discards_frames_waiting_without_one() -> No
     early = camera("b", 3, stamped=False)
     for shot in [*camera("a", 6), *early]:
         aligner.add(shot)
-    assert aligner.clock == "arrival" and aligner.waiting("b") == 3
+    assert aligner.clock == "mixed" and aligner.waiting("b") == 3
     for shot in camera("b", 6)[3:]:  # the first report came: b's frames carry capture times
         aligner.add(shot)
     assert aligner.clock == "sender"

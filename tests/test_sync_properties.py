@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from syncstream.config import MissingPolicy, SyncPolicy
@@ -36,6 +36,9 @@ class Cam:
     clock_offset: float = 0.0  # added to its capture times: a clock that is off
     silence: tuple[float, float] | None = None  # (from, to) seconds: delivers nothing
     backwards: frozenset[int] = frozenset()  # frames whose key goes one interval back
+    # seconds from which its frames carry capture times (an RTSP camera's first sender
+    # report); None: never (an MJPEG camera)
+    stamped_from: float | None = 0.0
 
     def shots(self, name: str, seconds: float) -> list[Shot]:
         period = 1 / self.fps
@@ -48,7 +51,9 @@ class Cam:
                 continue
             stamp = capture - period if k in self.backwards else capture
             arrival = capture + self.delay + self.jitter[k % len(self.jitter)]
-            out.append(Shot(name, k, T0 + stamp + self.clock_offset, T0 + arrival))
+            stamped = self.stamped_from is not None and capture >= self.stamped_from
+            taken = T0 + stamp + self.clock_offset if stamped else None
+            out.append(Shot(name, k, taken, T0 + arrival))
         return sorted(out, key=lambda s: s.arrival_time)  # a camera's frames come in order
 
 
@@ -59,6 +64,17 @@ class Run:
     matches: list[Match[Shot]] = field(default_factory=list)
     emitted_at: list[float] = field(default_factory=list)  # arrival_mono-clock poll time
     max_waiting: int = 0
+    keys: dict[tuple[str, int], float] = field(default_factory=dict)  # when last seen
+    # per set, how often Aligner.clock had changed when it was emitted: a camera's frames
+    # starting or stopping to carry capture times move the others' arrival delays, and
+    # sets may then go back in time once
+    clock_changes: list[int] = field(default_factory=list)
+
+    def key(self, shot: Shot) -> float:
+        """The key the aligner gave ``shot`` when it went into a set (or, if it never
+        did, when it was added): a waiting frame without capture time moves with its
+        camera's arrival delay."""
+        return self.keys[(shot.source, shot.seq)]
 
 
 def drive(aligner: Aligner[Shot], shots: list[Shot], tail: float = 5.0) -> Run:
@@ -67,10 +83,15 @@ def drive(aligner: Aligner[Shot], shots: list[Shot], tail: float = 5.0) -> Run:
     run = Run()
     names = aligner.names
 
+    changes = 0
+
     def poll(now: float) -> None:
         for match in aligner.poll(now):
+            for shot in match.frames.values():
+                run.keys[(shot.source, shot.seq)] = aligner.key(shot)
             run.matches.append(match)
             run.emitted_at.append(now)
+            run.clock_changes.append(changes)
         run.max_waiting = max(run.max_waiting, *(aligner.waiting(n) for n in names))
 
     now = 0.0
@@ -84,16 +105,13 @@ def drive(aligner: Aligner[Shot], shots: list[Shot], tail: float = 5.0) -> Run:
         if shot is None:
             break
         now = max(now, shot.arrival_mono)
+        clock = aligner.clock
         aligner.add(shot)
+        changes += aligner.clock != clock
+        run.keys[(shot.source, shot.seq)] = aligner.key(shot)
         poll(now)
     poll(end)
     return run
-
-
-def key(aligner: Aligner[Shot], shot: Shot) -> float:
-    if aligner.clock == "sender" and shot.capture_time is not None:
-        return shot.capture_time
-    return shot.arrival_time
 
 
 # -- oracles ------------------------------------------------------------------------------
@@ -163,20 +181,20 @@ def first_fitting_frame_left_out(
     last_used: dict[str, float] = {}
     previous_low = -math.inf
     for match, at in zip(run.matches, run.emitted_at, strict=True):
-        keys = [key(aligner, f) for f in match.frames.values()]
+        keys = [run.key(f) for f in match.frames.values()]
         for name in match.missing:
             for shot in shots:
                 if shot.source != name or (name, shot.seq) in used or shot.arrival_mono > at:
                     continue
                 if not settled < shot.arrival_mono < ending:
                     continue
-                k = key(aligner, shot)
+                k = run.key(shot)
                 if k <= last_used.get(name, -math.inf) or k < previous_low:
                     continue
                 if max(*keys, k) - min(*keys, k) <= tol - EPS:
                     return f"{name} frame {shot.seq} fits the set of {sorted(match.frames)}"
         for name, f in match.frames.items():
-            last_used[name] = key(aligner, f)
+            last_used[name] = run.key(f)
         previous_low = min(keys)
     return None
 
@@ -210,6 +228,7 @@ def cams(draw: st.DrawFn, *, benign: bool = False) -> Cam:
             )
         ),
         backwards=frozenset(draw(st.sets(st.integers(1, 60), max_size=2))),
+        stamped_from=draw(st.sampled_from([0.0, 0.0, 0.0, None, 0.7])),
     )
 
 
@@ -272,7 +291,7 @@ def test_invariants_hold_for_any_group(
         assert match.frames, "a set has a frame"
         assert set(match.frames) | set(match.missing) == set(names)
         assert not set(match.frames) & set(match.missing)
-        keys = [key(aligner, f) for f in match.frames.values()]
+        keys = [run.key(f) for f in match.frames.values()]
         assert math.isclose(match.skew, max(keys) - min(keys), abs_tol=EPS)
         assert match.skew <= tol + EPS  # nearest/exact: within the tolerance
         if on_missing == "wait":
@@ -289,8 +308,11 @@ def test_invariants_hold_for_any_group(
         assert counts.used == len(used)
         assert counts.used + counts.dropped + aligner.waiting(name) == added
     if policy != "latest":
-        lows = [min(key(aligner, f) for f in m.frames.values()) for m in run.matches]
-        assert lows == sorted(lows), "sets come in the order of their earliest frame"
+        for _, epoch in itertools.groupby(
+            zip(run.clock_changes, run.matches, strict=True), lambda p: p[0]
+        ):
+            lows = [min(run.key(f) for f in m.frames.values()) for _, m in epoch]
+            assert lows == sorted(lows), "sets come in the order of their earliest frame"
 
 
 # -- oracles: no starvation, the best full sets, nobody left out ---------------------------
@@ -438,3 +460,59 @@ def test_a_camera_whose_clock_is_off_never_silences_the_group(
     assert sum(1 for m in run.matches if odd in m.frames) <= 2
     counts = aligner.counts(odd)
     assert counts.clock > 0 and counts.clock >= counts.dropped - 2
+
+
+# -- cameras without capture times ---------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    group=st.lists(cams(benign=True), min_size=2, max_size=4),
+    unstamped=st.sets(st.integers(0, 3), min_size=1, max_size=3),
+    delay=st.floats(0.0, 0.3),
+    max_skew=st.sampled_from([0.005, 0.02, 0.05]),
+)
+# counterexample found on the way, kept: the camera without capture times always had a
+# frame waiting (none fitted a set before its arrival delay was known), so it never moved
+@example(
+    group=[Cam(fps=10.0, phase=0.5, delay=0.0), Cam(fps=5.0, phase=0.0, delay=0.0)],
+    unstamped={1},
+    delay=0.25,
+    max_skew=0.005,
+)
+def test_cameras_without_capture_times_go_on_the_others_clock(
+    group: list[Cam], unstamped: set[int], delay: float, max_skew: float
+) -> None:
+    # every path is as long: a camera without capture times counts as captured the
+    # stamped cameras' delay before it arrived, which is when it was captured
+    assume(unstamped & set(range(len(group))) and not set(range(len(group))) <= unstamped)
+    group = [
+        replace(cam, delay=delay, jitter=(0.0,), stamped_from=None if i in unstamped else 0.0)
+        for i, cam in enumerate(group)
+    ]
+    aligner = make(len(group), "nearest", "partial", max_skew, 0.5, 64)
+    seconds = max(3.0, 8 / min(cam.fps for cam in group))
+    shots = [s for i, cam in enumerate(group) for s in cam.shots(f"c{i}", seconds)]
+    run = drive(aligner, shots)
+    assert aligner.clock == "mixed"
+    taken = {(s.source, s.seq): T0 + (s.arrival_time - T0) - delay for s in shots}
+    # a camera's arrival delay follows the estimate: after the first stamped frame, once
+    # the frames keyed before it had time to go into sets
+    stamped_first = min(s.arrival_mono for s in shots if s.capture_time is not None)
+    settled = stamped_first + 0.5 + 2 / min(cam.fps for cam in group)
+    for match in run.matches:
+        names = sorted(match.frames)
+        assert match.clock == ("sender" if all(int(n[1:]) not in unstamped for n in names)
+                               else "arrival" if all(int(n[1:]) in unstamped for n in names)
+                               else "mixed")  # fmt: skip
+        if all(f.arrival_mono > settled for f in match.frames.values()):
+            # the keys are the capture times, to the 2 ms the arrival delay may lag by
+            for name, f in match.frames.items():
+                assert abs(run.key(f) - taken[(name, f.seq)]) <= 0.002 + EPS
+    # and the sets are as many as by capture times
+    frames = {
+        name: sorted(taken[(s.source, s.seq)] for s in shots if s.source == name)
+        for name in aligner.names
+    }
+    full = sum(1 for m in run.matches if not m.missing)
+    assert full >= 0.95 * greedy_full_sets(frames, max_skew - 0.002 - EPS) - 3

@@ -200,8 +200,8 @@ class Wall:
 
     def _draw_tile(self, tile: BGRImage, camera: str, frame: Frame, frameset: FrameSet) -> None:
         letterbox(frame.image, tile)
-        sender = frameset.clock == "sender" and frame.capture_time is not None
-        taken = frame.capture_time if sender and frame.capture_time is not None else None
+        taken = frame.capture_time
+        sender = taken is not None
         stamp = taken if taken is not None else frame.arrival_time
         self._last_seen[camera] = stamp
         age = frameset.emitted_time - stamp

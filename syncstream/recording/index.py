@@ -27,6 +27,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..errors import RecordingError
+from ..sync import SyncClock
 
 __all__ = [
     "FORMAT",
@@ -119,7 +120,7 @@ class SetLine(_Line):
     seq: int = Field(ge=0)
     time: float
     skew: float = Field(ge=0)
-    clock: Literal["sender", "arrival"]
+    clock: SyncClock
     missing: tuple[_CameraName, ...]
     emitted_time: float
     emitted_mono: float
