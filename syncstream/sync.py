@@ -315,6 +315,8 @@ class Aligner(Generic[F]):
         self._cameras: dict[str, _Camera[F]] = {name: _Camera() for name in self.names}
         self._deadline: float | None = None
         self._arrival_delays = arrival_delays
+        for name, delay in arrival_delays.items():  # a given delay holds from the start
+            self._cameras[name].shift = delay
         self._floor = -math.inf  # the earliest key of the last set: no set may come before
         self._judged: tuple[tuple[str, float | None], ...] = ()  # see _judge_clocks
 

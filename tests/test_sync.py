@@ -310,6 +310,9 @@ def test_a_given_arrival_delay_replaces_the_estimate() -> None:
     assert all(  # guessed: c's frames are paired with frames taken 150 ms later
         m.frames["a"].seq - m.frames["c"].seq in (4, 5) for m in guessed if len(m.frames) == 3
     )
+    small: Aligner[Shot] = Aligner(["a", "c"], arrival_delays={"c": 0.001}, **kwargs)  # type: ignore[arg-type]
+    run(small, cams[0], cams[2])
+    assert small.arrival_delay("c") == 0.001  # however close to the starting 0
     with pytest.raises(ValueError, match="unknown cameras"):
         Aligner(["a"], arrival_delays={"x": 0.1})
     with pytest.raises(ValueError, match="finite and >= 0"):
