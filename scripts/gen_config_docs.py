@@ -72,7 +72,7 @@ def _name(annotation: object) -> str:
     if origin in (Union, UnionType):
         return " | ".join(_name(arg) for arg in args)
     if origin is not None and args:
-        inner = ", ".join(_name(arg) for arg in args)
+        inner = ", ".join("..." if arg is Ellipsis else _name(arg) for arg in args)
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     if annotation is type(None):
         return "None"
@@ -103,6 +103,14 @@ def render() -> str:
         "`[hosts.NAME]` table), `sender` a SenderConfig. A bad field is reported with the",
         "file, the line, its path (`cameras[1].sender.codec`) and the allowed values or",
         "fields. `examples/session.toml` is a commented example.",
+        "",
+        "The file must be a regular file of at most 1 MiB: a FIFO, socket, device or",
+        "directory is refused unread, naming what it is. A UDP port may serve one camera",
+        "stream only: two streams read on one port (a `port`, a `udp://` URL, a role's",
+        "`streams.NAME.port`), or two senders sending to one (`sender.destination`), are",
+        "refused with the lines of both uses (their datagrams would mix). A sender sending",
+        "to the `udp://` URL of another camera entry is how that entry gets its stream, and",
+        "`[web] port` is a TCP port: neither clashes with a UDP port.",
         "",
     ]
     for model in SESSION_MODELS:

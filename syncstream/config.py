@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -185,8 +186,30 @@ class ReaderSettings(_Model):
         ge=1024,
         description="Largest encoded frame accepted from MJPEG and TCP sources (bytes).",
     )
+    max_pixels: int = Field(
+        default=7680 * 4320,
+        ge=64 * 64,
+        le=2**31 - 1,
+        description="Largest picture (width x height) decoded; default 8K UHD. A stream "
+        "whose pictures are larger fails (PictureTooLarge) and is reopened with backoff: "
+        "refused from its header (JPEG) or codec parameters before decoding where known.",
+    )
+    max_history_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Decoded pictures kept for the stream's history and for alignment, at "
+        "most this many bytes each (a picture counts width x height x 3); beyond it the "
+        "oldest go first (alignment counts them as dropped, reason 'memory').",
+    )
     udp_buffer_bytes: int = Field(
         default=4 * 1024 * 1024, ge=65536, description="Socket receive buffer for udp:// (bytes)."
+    )
+    allowed_senders: tuple[str, ...] = Field(
+        default=(),
+        description="udp://: the IP addresses or networks (192.0.2.7, 10.1.0.0/16, ::1) "
+        "datagrams are taken from; others are dropped and counted (stats.foreign_datagrams). "
+        "Empty: from anywhere, except that a Camera whose sender the group starts takes "
+        "only that sender's host (loopback for a local one).",
     )
     parse_frames: bool = Field(
         default=False,
@@ -200,6 +223,19 @@ class ReaderSettings(_Model):
         description="rtsp://: 'udp' or 'tcp' (RTP interleaved in the RTSP connection, for "
         "networks that drop or block UDP); 'auto' lets FFmpeg try UDP, then TCP.",
     )
+
+    @field_validator("allowed_senders")
+    @classmethod
+    def _check_senders(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        networks = []
+        for text in value:
+            try:
+                networks.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{text!r} is not an IP address or network (192.0.2.7, 10.1.0.0/16)"
+                ) from None
+        return tuple(networks)
 
     @model_validator(mode="after")
     def _check_backoff(self) -> ReaderSettings:

@@ -17,6 +17,7 @@ __all__ = [
     "HostKeyError",
     "MissingDependency",
     "NoFrameYet",
+    "PictureTooLarge",
     "PreflightFailed",
     "ProcessorError",
     "ReadTimeout",
@@ -67,6 +68,14 @@ class SourceChanged(SourceError):
 
 class FrameDecodeError(SourceError):
     """A unit of input (JPEG, packet, multipart part, length-prefixed frame) was refused."""
+
+
+class PictureTooLarge(FrameDecodeError):
+    """A source's pictures are larger than its ``max_pixels``; the message names both.
+
+    Checked before decoding where the size is known first (a JPEG's header, the stream's
+    codec parameters), else on the decoded frame; the stream reopens with its backoff.
+    """
 
 
 class ReadTimeout(SyncStreamError, TimeoutError):

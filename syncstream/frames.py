@@ -91,6 +91,13 @@ class Frame:
             return self._image
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the picture as BGR (width x height x 3): what the frame holds once
+        converted, and more than before (the decoder's YUV 4:2:0 is half of it). The
+        stream's history and alignment count the frames they keep by it."""
+        return self.width * self.height * 3
+
+    @property
     def latency(self) -> float | None:
         """Seconds from capture to arrival, when the capture time is known."""
         if self.capture_time is None:

@@ -43,9 +43,10 @@ from .errors import (
     SyncStreamError,
 )
 from .frames import Frame, FrameSet
+from .ports import check_ports
 from .processors.base import ErrorPolicy, Processor, ProcessorWorker, SupportsAttach
 from .senders.base import Sender
-from .senders.fleet import SenderFleet
+from .senders.fleet import SenderFleet, sender_addresses
 from .sources.base import EncodedPacket
 from .stats import CameraStats, GroupStats, per_second, percentile
 from .stream import StreamState, VideoStream
@@ -80,6 +81,11 @@ class GroupOptions(TypedDict, total=False):
 
 def _as_camera(camera: Camera | str, index: int) -> Camera:
     return camera if isinstance(camera, Camera) else Camera(name=f"cam{index}", url=camera)
+
+
+def _frame_bytes(frame: Frame) -> int:
+    """What alignment counts a waiting frame as holding (its picture as BGR)."""
+    return frame.nbytes
 
 
 class _Lane:
@@ -128,7 +134,8 @@ class StreamGroup:
 
         ``cameras`` are :class:`Camera` models (or plain URLs, named cam0, cam1, ...);
         ``options`` override fields of ``config``. Raises ``ValueError`` for an empty
-        list, duplicate names or a bad option.
+        list, duplicate names or a bad option; :class:`~syncstream.errors.ConfigError` (a
+        ``ValueError``) for a UDP port that two cameras' streams are read on or sent to.
         """
         self.cameras = [_as_camera(camera, i) for i, camera in enumerate(cameras)]
         if not self.cameras:
@@ -137,6 +144,7 @@ class StreamGroup:
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"camera names must be unique; repeated: {duplicates}")
+        check_ports(self.cameras)
         base = config.model_dump() if config is not None else {}
         self.config = GroupConfig.model_validate({**base, **options})
         self.names = tuple(names)
@@ -151,7 +159,9 @@ class StreamGroup:
         self._fleet = SenderFleet(self.cameras, clock_rounds=self.config.clock_rounds)
         self._offsets: dict[str, float] = {}
         self._cond = threading.Condition()
-        self._inbox: deque[Frame] = deque(maxlen=_INBOX)
+        self._inbox: deque[Frame] = deque()  # at most _INBOX frames, _inbox_budget bytes
+        self._inbox_bytes = 0
+        self._inbox_budget = sum(camera.max_history_bytes for camera in self.cameras)
         self._routes: dict[tuple[str, str], list[_Lane]] = {}  # (camera, role) -> lanes fed
         for camera in self.cameras:
             self._routes[camera.name, MAIN_ROLE] = [
@@ -225,6 +235,8 @@ class StreamGroup:
                     arrival_delays={
                         c.name: c.arrival_delay for c in self.cameras if c.arrival_delay is not None
                     },
+                    frame_bytes=_frame_bytes,
+                    max_bytes={c.name: c.max_history_bytes for c in self.cameras},
                 )
             thread = threading.Thread(target=self._run, name="syncstream-group", daemon=True)
             thread.start()  # under the lock: a close() now sees it and joins it
@@ -260,6 +272,8 @@ class StreamGroup:
             self._offsets[camera.name] = offset
             settings = camera.model_dump(include=set(ReaderSettings.model_fields))
             try:
+                if camera.sender is not None and not camera.allowed_senders:
+                    settings["allowed_senders"] = sender_addresses(camera)  # only its host
                 for role in camera.roles:  # the camera's streams share its clock offset
                     config = StreamConfig(
                         url=camera.listen_url_for(role),
@@ -499,9 +513,14 @@ class StreamGroup:
     def _on_frame(self, frame: Frame) -> None:
         """Called in the camera's reader thread with each decoded frame."""
         with self._cond:
-            if len(self._inbox) == _INBOX:
+            inbox = self._inbox
+            inbox.append(frame)
+            self._inbox_bytes += frame.nbytes
+            while len(inbox) > 1 and (
+                len(inbox) > _INBOX or self._inbox_bytes > self._inbox_budget
+            ):
                 self._overflow += 1  # the oldest waiting frame is pushed out
-            self._inbox.append(frame)
+                self._inbox_bytes -= inbox.popleft().nbytes
             self._cond.notify_all()
         if (frame.source, frame.role) in self._convert:
             # Converting here, while the set gathers, spreads a set's conversions over the
@@ -542,6 +561,7 @@ class StreamGroup:
                     return
                 frames = list(self._inbox)
                 self._inbox.clear()
+                self._inbox_bytes = 0
                 for frame in frames:
                     for lane in self._routes.get((frame.source, frame.role), ()):
                         assert lane.aligner is not None

@@ -102,7 +102,14 @@ class Session:
                     port=web.port,
                     jpeg_quality=web.jpeg_quality,
                     max_clients=web.max_clients,
+                    client_timeout=web.client_timeout,
+                    head_timeout=web.head_timeout,
+                    max_connections=web.max_connections,
+                    max_connections_per_address=web.max_connections_per_address,
                     title=web.title,
+                    token=None if web.token is None else web.token.get_secret_value(),
+                    username=web.username,
+                    password=None if web.password is None else web.password.get_secret_value(),
                 )
                 self.group.add_processor(self.web)
         except BaseException:

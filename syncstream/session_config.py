@@ -27,6 +27,7 @@ a :class:`~syncstream.errors.ConfigError` that names the file, the line, the fie
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import types
 import typing
@@ -36,15 +37,20 @@ from typing import Any
 from pydantic import (
     BaseModel,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .config import Camera, GroupConfig, SSHHost, _Model
 from .errors import ConfigError
+from .files import read_regular_file
+from .ports import PortClash, port_clashes
 
 __all__ = [
+    "MAX_SESSION_BYTES",
     "RecordSettings",
     "RunSettings",
     "SessionConfig",
@@ -120,18 +126,72 @@ class RecordSettings(_Model):
     )
 
 
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")  # a token fits a header, a query and a cookie
+_USERNAME = re.compile(r"[^:\x00-\x1f\x7f]+")  # HTTP Basic splits at the first colon
+
+
 class WebSettings(_Model):
     """``[web]``: serve the wall (and speaker view) and the stats to browsers."""
 
     host: str = Field(
         default="127.0.0.1",
         min_length=1,
-        description="Address to bind; anything but loopback exposes the cameras (no login).",
+        description="Address to bind; anything but loopback exposes the cameras to whoever "
+        "reaches it, unless token or username and password are set.",
     )
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port; 0: a free one.")
     jpeg_quality: int = Field(default=80, ge=1, le=100, description="JPEG quality of pictures.")
-    max_clients: int = Field(default=32, ge=1, le=1024, description="Connections served at once.")
+    max_clients: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Requests served at once (streams, page, stats, snapshots); 503 beyond.",
+    )
+    client_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client may accept no data before it is dropped."
+    )
+    head_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds from connecting to the end of the request head (408 after).",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="Connections open at once, also those still sending their request; a new "
+        "one beyond them closes the one that has waited longest for its request.",
+    )
+    max_connections_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="Connections open at once from one address (an IPv6 /64); 503 beyond.",
+    )
     title: str = Field(default="syncstream", description="The page title.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Token every request must show (?token=, Authorization: Bearer, or the "
+        "cookie of a page opened with ?token=); at least 16 visible ASCII characters.",
+    )
+    username: str | None = Field(
+        default=None, description="HTTP Basic user name every request must show, with password."
+    )
+    password: SecretStr | None = Field(default=None, description="HTTP Basic password.")
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> WebSettings:
+        """The rules of :class:`~syncstream.processors.web.auth.Credentials` (a test keeps
+        them the same); messages never hold a secret."""
+        token = None if self.token is None else self.token.get_secret_value()
+        if token is not None and not (len(token) >= 16 and _VISIBLE_ASCII.fullmatch(token)):
+            raise ValueError("token must have at least 16 visible ASCII characters (no spaces)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both or neither")
+        if self.username is not None and not _USERNAME.fullmatch(self.username):
+            raise ValueError("username must be non-empty, without ':' or control characters")
+        if self.password is not None and not self.password.get_secret_value():
+            raise ValueError("password must not be empty")
+        return self
 
 
 class RunSettings(_Model):
@@ -197,20 +257,39 @@ class SessionConfig(_Model):
             raise ValueError("[web] has nothing to show: enable [wall] or [speaker]")
         return self
 
+    @model_validator(mode="after")
+    def _check_ports(self) -> SessionConfig:
+        """A UDP port read (or sent to) by two camera streams: see :mod:`syncstream.ports`.
+
+        The error carries the clashes, so that a session file's error names both lines.
+        """
+        clashes = port_clashes(self.cameras)
+        if clashes:
+            message = "; ".join(clash.describe() for clash in clashes)
+            # the message goes in last: camera names may hold "{...}"
+            raise PydanticCustomError(
+                "port_clash", "{message}", {"clashes": clashes, "message": message}
+            )
+        return self
+
     @property
     def remote_hosts(self) -> dict[str, SSHHost]:
         """Every SSH host a camera uses, by display name (``user@host:port``)."""
         return {c.host.display_name: c.host for c in self.cameras if c.host is not None}
 
 
+#: Largest session file read (bytes); a longer one is refused unread.
+MAX_SESSION_BYTES = 1024 * 1024
+
+
 def load_session_config(path: str | os.PathLike[str]) -> SessionConfig:
-    """Read and check a session file; raises :class:`ConfigError` saying what and where."""
+    """Read and check a session file; raises :class:`ConfigError` saying what and where.
+
+    Only a regular file of at most :data:`MAX_SESSION_BYTES` is read: a FIFO, socket,
+    device or directory is refused without blocking, naming what it is.
+    """
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as file:
-            raw = file.read()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from exc
+    raw = read_regular_file(name, "session file", limit=MAX_SESSION_BYTES)
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
@@ -224,13 +303,15 @@ def load_session_config(path: str | os.PathLike[str]) -> SessionConfig:
         return SessionConfig.model_validate(data)
     except ValidationError as exc:
         problems = describe_validation_error(exc, SessionConfig, text=text, filename=name)
-        raise ConfigError("\n".join([f"{name}: invalid session file", *problems])) from exc
+        # not chained: pydantic's error repeats the tables as given, passwords and tokens
+        # included, and a traceback would print them; the problems say all of it
+        raise ConfigError("\n".join([f"{name}: invalid session file", *problems])) from None
 
 
 # -- error messages ------------------------------------------------------------------------
 
 Loc = tuple[int | str, ...]
-_SECRET_FIELDS = frozenset({"password", "passphrase"})
+_SECRET_FIELDS = frozenset({"password", "passphrase", "token"})
 
 
 def describe_validation_error(
@@ -251,6 +332,10 @@ def describe_validation_error(
         loc: Loc = tuple(error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         where = _format_loc(loc) or "(top level)"
+        if error["type"] == "port_clash":
+            clashes: list[PortClash] = error.get("ctx", {}).get("clashes", [])
+            out += [_describe_clash(clash, lines_of, filename) for clash in clashes]
+            continue
         if (
             error["type"] == "model_type"
             and loc[-1:] == ("host",)
@@ -274,6 +359,25 @@ def describe_validation_error(
         )
         out.append(f"  {prefix}{where}: {message}")
     return out
+
+
+def _describe_clash(clash: PortClash, lines_of: dict[Loc, int], filename: str | None) -> str:
+    """``FILE:LINE: cameras[1].port: UDP port 9001 is also read at FILE:LINE (...)``."""
+
+    def at(loc: Loc) -> tuple[str, str]:
+        line = _line_for(lines_of, loc)
+        where = f"{filename}:{line}" if filename and line else filename or ""
+        return where, _format_loc(loc)
+
+    first_at, first_field = at(("cameras", clash.first.index, *clash.first.loc))
+    repeat_at, repeat_field = at(("cameras", clash.repeat.index, *clash.repeat.loc))
+    prefix = f"{repeat_at}: " if repeat_at else ""
+    camera = f"camera {clash.first.camera!r}"
+    first = f"{first_at} ({first_field}, {camera})" if first_at else f"{first_field} ({camera})"
+    return (
+        f"  {prefix}{repeat_field}: UDP port {clash.first.port} is also {clash.verb} at "
+        f"{first}: {clash.effect}"
+    )
 
 
 def _shown(value: object) -> str:

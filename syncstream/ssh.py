@@ -27,7 +27,9 @@ import paramiko
 
 from .clock import ClockOffset, ClockSample, estimate_clock_offset
 from .config import SSHHost
-from .errors import AuthenticationFailed, HostKeyError, SSHError
+from .errors import AuthenticationFailed, ConfigError, HostKeyError, SSHError
+from .files import check_regular_file
+from .lines import LineSplitter
 
 __all__ = ["CommandResult", "RemoteProcess", "SSHSession"]
 
@@ -35,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 _KEEPALIVE = 5  # seconds between keepalives: a dead link is noticed
 _MAX_OUTPUT = 1 << 20  # cap on what run() collects from a command
+_RECV_CHUNK = 65536  # output read from a remote process at a time
+#: Largest known_hosts file read (bytes).
+MAX_KNOWN_HOSTS_BYTES = 16 << 20
+_MAX_KEY_BYTES = 1 << 20  # a private key file: a few KiB
 _PID_LINE = re.compile(rb"syncstream-pid (\d+)")
 # Colour codes: ffmpeg colours its log on a terminal even with TERM=dumb.
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -48,6 +54,22 @@ _CLOCK_LOOP = (
     f"if command -v bash >/dev/null 2>&1; then exec bash -c {shlex.quote(_CLOCK_LOOP_BASH)}; "
     "fi; while read -r _; do date +%s.%N; done"
 )
+
+
+def known_hosts_files(host: SSHHost) -> list[str]:
+    """The known_hosts files read for ``host``: the user's (if there is one) and its own.
+
+    Each is checked first: only a regular file of at most :data:`MAX_KNOWN_HOSTS_BYTES`
+    is read (paramiko opens it by name; a FIFO would block that open for ever). Raises
+    :class:`ConfigError` naming the file and what it is.
+    """
+    user = os.path.expanduser("~/.ssh/known_hosts")
+    paths = [user] if os.path.exists(user) else []
+    if host.known_hosts_file is not None:
+        paths.append(os.path.expanduser(host.known_hosts_file))
+    for path in paths:
+        check_regular_file(path, "known_hosts file", limit=MAX_KNOWN_HOSTS_BYTES)
+    return paths
 
 
 class CommandResult(NamedTuple):
@@ -95,7 +117,8 @@ class _TrustUnknownHost(paramiko.MissingHostKeyPolicy):
 class RemoteProcess:
     """A program started on a pseudo-terminal over SSH; its PID is recorded at start.
 
-    Output lines (stdout and stderr share the terminal) go to ``sink``. Signals are sent
+    Output lines (stdout and stderr share the terminal) go to ``sink``, each cut at 64 KiB
+    (see :class:`~syncstream.lines.LineSplitter`). Signals are sent
     with ``kill`` to the recorded PID, and only while the channel says the process runs.
     """
 
@@ -111,6 +134,8 @@ class RemoteProcess:
         self._sink = sink
         self._pid_known = threading.Event()
         self._pid = 0
+        # a line is held up to MAX_LINE bytes; a longer one is cut, the rest dropped
+        self._splitter = LineSplitter()
         self._reader = threading.Thread(
             target=self._read, name=f"syncstream-ssh:{session.name}", daemon=True
         )
@@ -120,21 +145,19 @@ class RemoteProcess:
             raise SSHError(f"{session.name}: remote process did not report its PID")
 
     def _read(self) -> None:
-        pending = b""
+        splitter = self._splitter
         while True:
             try:
-                chunk = self._channel.recv(4096)
+                chunk = self._channel.recv(_RECV_CHUNK)
             except (OSError, paramiko.SSHException) as exc:
                 logger.debug("%s: output channel: %s", self._session.name, exc)
                 break
             if not chunk:
                 break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
+            for raw in splitter.feed(chunk):
                 self._line(raw)
-        if pending:
-            self._line(pending)
+        for raw in splitter.flush():
+            self._line(raw)
         self._pid_known.set()  # unblock a start that waits: the process is gone
 
     def _line(self, raw: bytes) -> None:
@@ -152,6 +175,11 @@ class RemoteProcess:
     def pid(self) -> int:
         """The process's PID on the remote host (0 if it ended before reporting it)."""
         return self._pid
+
+    @property
+    def output_high_water(self) -> int:
+        """The most bytes of output ever held waiting for a newline (at most 64 KiB)."""
+        return self._splitter.high_water
 
     def wait(self, timeout: float | None) -> int | None:
         """Exit status once ended (-1: killed by a signal or connection lost), else None."""
@@ -217,11 +245,21 @@ class SSHSession:
         host = self.host
         client = paramiko.SSHClient()
         try:
+            known_hosts_files(host)
+        except ConfigError as exc:
+            raise HostKeyError(f"{self.name}: cannot read known hosts: {exc}") from exc
+        try:
             client.load_system_host_keys()
             if host.known_hosts_file is not None:
                 client.get_host_keys().load(os.path.expanduser(host.known_hosts_file))
         except OSError as exc:
             raise HostKeyError(f"{self.name}: cannot read known hosts: {exc}") from exc
+        if host.key_filename is not None:
+            key_file = os.path.expanduser(host.key_filename)
+            try:
+                check_regular_file(key_file, "private key file", limit=_MAX_KEY_BYTES)
+            except ConfigError as exc:
+                raise SSHError(f"{self.name}: cannot use the key: {exc}") from exc
         policy = _TrustUnknownHost(host) if host.trust_unknown_hosts else _RefuseUnknownHost(host)
         client.set_missing_host_key_policy(policy)
         started = time.monotonic()

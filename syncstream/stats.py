@@ -70,7 +70,7 @@ class CameraStats:
     #: this camera sits from the others, positive when its frames are taken later.
     offset_p50: float | None = None
     #: ``dropped`` by reason: ``overtaken``, ``unmatched``, ``late``, ``expired``,
-    #: ``clock``, ``discarded`` (see :class:`~syncstream.sync.CameraCounts`).
+    #: ``clock``, ``discarded``, ``memory`` (see :class:`~syncstream.sync.CameraCounts`).
     drop_reasons: Mapping[str, int] = field(default_factory=dict)
     #: Its frames arrive further from their capture time than most cameras' by more than
     #: ``max_wait`` (its clock is off): they are dropped, not waited for.
@@ -110,7 +110,8 @@ class GroupStats:
     cameras: dict[str, CameraStats]
     processors: dict[str, ProcessorStats]
     #: Frames lost before alignment because the alignment thread fell behind (its inbox
-    #: holds 4096 frames); 0 unless the process is starved.
+    #: holds 4096 frames, and the cameras' ``max_history_bytes`` summed); 0 unless the
+    #: process is starved.
     overflow: int = 0
     #: Which streams' sets these figures are of: "main", or a further role such as "sub".
     role: str = "main"

@@ -26,6 +26,7 @@ from .errors import (
     SyncStreamError,
 )
 from .frames import Frame
+from .logs import Throttle
 from .sources import Source, SourceFrame, create_source
 from .sources.base import EncodedPacket, PacketListener, PacketSource
 from .stats import per_second, percentile
@@ -33,6 +34,7 @@ from .stats import per_second, percentile
 __all__ = ["StreamOptions", "StreamState", "StreamStats", "VideoStream"]
 
 logger = logging.getLogger(__name__)
+_throttle = Throttle(logger)  # a source failing at each reopen: a line per 10 s
 
 _JOIN_TIMEOUT = 2.0
 _WINDOW = 300  # samples kept for latency percentiles
@@ -74,7 +76,10 @@ class StreamOptions(TypedDict, total=False):
     history: int
     decoder_threads: int
     max_frame_bytes: int
+    max_pixels: int
+    max_history_bytes: int
     udp_buffer_bytes: int
+    allowed_senders: tuple[str, ...]
     parse_frames: bool
     rtsp_transport: RtspTransport
 
@@ -116,6 +121,12 @@ class StreamStats:
     #: them: the path delay plus the error of the sender's clock (seconds). None while no
     #: frame carried a sender time.
     clock_error: float | None = None
+    #: udp://: MPEG-TS packets dropped before the demuxer because their PID is not one of
+    #: the programme's (PAT, its PMTs, their streams and PCR).
+    foreign_packets: int = 0
+    #: udp://: datagrams dropped for their sender: from an address outside
+    #: ``allowed_senders``, or a second sender of the programme's PIDs while the first sends.
+    foreign_datagrams: int = 0
 
 
 class VideoStream:
@@ -157,7 +168,8 @@ class VideoStream:
         self._source: Source | None = None
         self._state = StreamState.NEW
         self._latest: Frame | None = None
-        self._history: deque[Frame] = deque(maxlen=self.config.history)
+        self._history: deque[Frame] = deque()  # at most `history` frames, max_history_bytes
+        self._history_bytes = 0
         self._last_read_seq = -1
         self._seq = -1
         self._delivered = 0
@@ -165,6 +177,7 @@ class VideoStream:
         self._reconnects = 0
         self._decode_errors_closed = 0  # counters of sources already closed
         self._rejected_closed = 0
+        self._foreign_closed = (0, 0)  # foreign packets, foreign datagrams
         self._waiting_for_closed: str | None = None  # of the last source closed
         self._started_mono: float | None = None
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
@@ -296,7 +309,8 @@ class VideoStream:
             return self._latest
 
     def recent(self) -> list[Frame]:
-        """The last ``history`` frames, oldest first (for alignment across streams)."""
+        """The last ``history`` frames, oldest first (for alignment across streams); fewer
+        when they would hold more than ``max_history_bytes``."""
         with self._cond:
             return list(self._history)
 
@@ -335,10 +349,13 @@ class VideoStream:
             source = self._source
             decode_errors = self._decode_errors_closed
             rejected = self._rejected_closed
+            foreign_packets, foreign_datagrams = self._foreign_closed
             waiting_for = self._waiting_for_closed  # between reopen attempts
             if source is not None:
                 decode_errors += source.counters.decode_errors
                 rejected += source.counters.rejected
+                foreign_packets += source.counters.foreign_packets
+                foreign_datagrams += source.counters.foreign_datagrams
                 waiting_for = source.counters.waiting_for
             if self._state not in (StreamState.CONNECTING, StreamState.STALE):
                 waiting_for = None
@@ -363,6 +380,8 @@ class VideoStream:
                 listener_errors=self._listener_errors,
                 waiting_for=waiting_for,
                 clock_error=self._clock_error,
+                foreign_packets=foreign_packets,
+                foreign_datagrams=foreign_datagrams,
             )
 
     # -- reader thread ----------------------------------------------------------------
@@ -476,14 +495,21 @@ class VideoStream:
             if self._state is not StreamState.CLOSED:
                 self._state = StreamState.STALE
             self._cond.notify_all()
-        level = logging.INFO if isinstance(exc, SourceStalled) else logging.WARNING
-        logger.log(level, "%s", exc)  # source errors start with the stream's name
+        if isinstance(exc, SourceStalled):
+            logger.info("%s", exc)  # source errors start with the stream's name
+        else:
+            _throttle.warning((self.name, "failure"), "%s", exc)
 
     def _retire(self, source: Source) -> None:
         source.close()
         with self._cond:
             self._decode_errors_closed += source.counters.decode_errors
             self._rejected_closed += source.counters.rejected
+            packets, datagrams = self._foreign_closed
+            self._foreign_closed = (
+                packets + source.counters.foreign_packets,
+                datagrams + source.counters.foreign_datagrams,
+            )
             self._waiting_for_closed = source.counters.waiting_for
             self._source = None
 
@@ -521,7 +547,7 @@ class VideoStream:
                 self._last_read_seq = frame.seq
                 self._delivered += 1
             self._latest = frame
-            self._history.append(frame)
+            self._keep(frame)
             self._arrivals.append(arrival_mono)
             if capture_time is not None:
                 self._latencies.append(arrival_time - capture_time)
@@ -539,6 +565,19 @@ class VideoStream:
             except Exception:
                 self._listener_errors += 1  # only the reader thread writes it
                 logger.exception("%s: frame listener %r failed", self.name, listener)
+
+    def _keep(self, frame: Frame) -> None:
+        """Add ``frame`` to the history (the caller holds the lock): the newest ``history``
+        frames, the oldest going first while they hold more than ``max_history_bytes``
+        (the newest is always kept)."""
+        history = self._history
+        history.append(frame)
+        self._history_bytes += frame.nbytes
+        while len(history) > 1 and (
+            len(history) > self.config.history
+            or self._history_bytes > self.config.max_history_bytes
+        ):
+            self._history_bytes -= history.popleft().nbytes
 
     def _emit_packet(self, packet: EncodedPacket) -> None:
         """The source's ``on_packet``: hand ``packet`` to every packet listener."""

@@ -52,7 +52,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, Protocol, TypeVar
 
@@ -140,6 +140,9 @@ class CameraCounts:
     #: source, see :attr:`resets`), or when its frames started or stopped carrying a
     #: capture time (an RTSP camera's first sender report).
     discarded: int = 0
+    #: Dropped: the camera's waiting frames held more bytes than its budget
+    #: (``max_history_bytes``), the oldest first.
+    memory: int = 0
     #: Times the camera's keys went backwards and its waiting frames were discarded.
     resets: int = 0
 
@@ -157,10 +160,11 @@ class CameraCounts:
             "expired": self.expired,
             "clock": self.clock,
             "discarded": self.discarded,
+            "memory": self.memory,
         }
 
 
-DropReason = Literal["overtaken", "unmatched", "late", "expired", "clock", "discarded"]
+DropReason = Literal["overtaken", "unmatched", "late", "expired", "clock", "discarded", "memory"]
 _DELAYS = 32  # frames over which a camera's path delay (its lowest) is estimated
 # A camera keeps its frames for max_wait (plus a margin, so that a set waiting for a late
 # camera still has them when its wait runs out) even beyond ``history``, up to this many
@@ -179,6 +183,35 @@ def _clock_of(stamped: Sequence[bool]) -> SyncClock:
 _WAIT_MARGIN = 0.1
 
 
+class _Queue(deque[F]):
+    """A camera's waiting frames and the bytes they hold (0 without a size function)."""
+
+    def __init__(self, size: Callable[[F], int] | None) -> None:
+        super().__init__()
+        self._size = size
+        self.nbytes = 0
+
+    def append(self, frame: F, /) -> None:
+        super().append(frame)
+        if self._size is not None:
+            self.nbytes += self._size(frame)
+
+    def popleft(self) -> F:
+        frame = super().popleft()
+        if self._size is not None:
+            self.nbytes -= self._size(frame)
+        return frame
+
+    def remove(self, frame: F, /) -> None:
+        super().remove(frame)
+        if self._size is not None:
+            self.nbytes -= self._size(frame)
+
+    def clear(self) -> None:
+        super().clear()
+        self.nbytes = 0
+
+
 class _Camera(Generic[F]):
     __slots__ = (
         "_delay",
@@ -188,6 +221,7 @@ class _Camera(Generic[F]):
         "first_mono",
         "idle",
         "intervals",
+        "max_bytes",
         "newest",
         "off_clock",
         "queue",
@@ -195,8 +229,9 @@ class _Camera(Generic[F]):
         "stamped",
     )
 
-    def __init__(self) -> None:
-        self.queue: deque[F] = deque()
+    def __init__(self, size: Callable[[F], int] | None, max_bytes: int | None) -> None:
+        self.queue: _Queue[F] = _Queue(size)
+        self.max_bytes = max_bytes  # the most bytes its waiting frames may hold
         self.newest: F | None = None
         self.first_mono: float | None = None  # when its first frame arrived
         self.counts = CameraCounts()
@@ -266,6 +301,9 @@ class Aligner(Generic[F]):
     silent; senders and decoders take a moment (a keyframe) to deliver their first frame.
     ``arrival_delays`` gives, by camera, how long before its arrival a frame without a
     capture time counts as captured (see the module doc; by default the estimate).
+    ``frame_bytes`` tells the bytes a frame holds (``Frame.nbytes``) and ``max_bytes``
+    (one value, or one per camera) bounds what a camera's waiting frames hold: beyond it
+    the oldest are dropped (``CameraCounts.memory``), though never the newest.
     """
 
     def __init__(
@@ -282,6 +320,8 @@ class Aligner(Generic[F]):
         first_frame_wait: float = 0.0,
         first_frame_grace: float = 0.0,
         arrival_delays: Mapping[str, float] | None = None,
+        frame_bytes: Callable[[F], int] | None = None,
+        max_bytes: int | Mapping[str, int] | None = None,
     ) -> None:
         if not names:
             raise ValueError("an Aligner needs at least one camera")
@@ -312,7 +352,12 @@ class Aligner(Generic[F]):
             self._tolerance = max_skew
         else:
             self._tolerance = math.inf
-        self._cameras: dict[str, _Camera[F]] = {name: _Camera() for name in self.names}
+        if max_bytes is not None and frame_bytes is None:
+            raise ValueError("max_bytes needs frame_bytes, the size of a frame")
+        budgets = max_bytes if isinstance(max_bytes, Mapping) else dict.fromkeys(names, max_bytes)
+        self._cameras: dict[str, _Camera[F]] = {
+            name: _Camera(frame_bytes, budgets.get(name)) for name in self.names
+        }
         self._deadline: float | None = None
         self._arrival_delays = arrival_delays
         for name, delay in arrival_delays.items():  # a given delay holds from the start
@@ -374,6 +419,10 @@ class Aligner(Generic[F]):
         ):
             queue.popleft()
             camera.count_drop("expired")
+        budget = camera.max_bytes
+        while budget is not None and len(queue) > 1 and queue.nbytes > budget:
+            queue.popleft()
+            camera.count_drop("memory")
 
     # -- output -----------------------------------------------------------------------
 
@@ -427,6 +476,10 @@ class Aligner(Generic[F]):
     def waiting(self, name: str) -> int:
         """Frames of one camera waiting for a set."""
         return len(self._cameras[name].queue)
+
+    def waiting_bytes(self, name: str) -> int:
+        """The bytes one camera's waiting frames hold (by ``frame_bytes``; 0 without)."""
+        return self._cameras[name].queue.nbytes
 
     def delay(self, name: str) -> float | None:
         """One camera's lowest arrival time minus key over its recent frames (seconds):

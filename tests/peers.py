@@ -33,7 +33,7 @@ from syncstream.sources.tcp_framed import send_framed_jpeg
 BOUNDARY = "syncstreamboundary"
 _CHUNK = b"\x00" * 65536
 
-MjpegHostile = Literal["endless_body", "huge_length"]
+MjpegHostile = Literal["endless_body", "huge_length", "huge_lengths"]
 AuthScheme = Literal["basic", "digest"]
 _DIGEST_FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 
@@ -200,7 +200,7 @@ class _MjpegHandler(BaseHTTPRequestHandler):
             index = sent % max(1, len(peer.frames))
             jpeg = peer.frames[index] if peer.stamp_size is None else peer.stamped_picture(sent)
             headers = [f"--{BOUNDARY}", "Content-Type: image/jpeg"]
-            if peer.hostile == "huge_length" and sent == 0:
+            if (peer.hostile == "huge_length" and sent == 0) or peer.hostile == "huge_lengths":
                 headers.append(f"Content-Length: {2**40}")  # a lie: the body is normal
             elif peer.content_length:
                 headers.append(f"Content-Length: {len(jpeg)}")
@@ -222,7 +222,8 @@ class MjpegServer:
     Options: ``content_length=False`` leaves parts without Content-Length (boundary scan);
     ``timestamps`` adds ``X-Timestamp`` (one per frame); ``close_after``/``pause_after``
     end or freeze each connection after that many parts; ``hostile`` sends an endless body
-    without a boundary, or a first part claiming a Content-Length of 2**40; ``content_type``
+    without a boundary, or a first part (``huge_lengths``: every part) claiming a
+    Content-Length of 2**40; ``content_type``
     replaces the multipart type (the body is then a small HTML page); ``auth`` requires
     these credentials, by ``auth_scheme`` (Basic, or Digest checked by :class:`DigestCheck`);
     ``redirects`` maps paths to the Location they answer with (302; after the auth check);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -461,6 +462,22 @@ def test_check_reports_a_refused_key_and_an_unreachable_host(
     result = _run("check", _check_file(tmp_path, closed))
     assert result.returncode == 1
     assert "FAIL unreachable: Connection refused" in result.stdout
+
+
+def test_check_refuses_fifos_as_known_hosts_and_key_files_without_blocking(
+    sshd: SshdServer, tmp_path: pathlib.Path
+) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # reading it would wait for ever for a writer
+    result = _run("check", _check_file(tmp_path, _host_fields(sshd, known_hosts_file=str(pipe))))
+    assert result.returncode == 1
+    remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
+    assert f"FAIL cannot read known hosts: {pipe}: is a FIFO (named pipe)" in remote
+    result = _run("check", _check_file(tmp_path, _host_fields(sshd, key_filename=str(pipe))))
+    assert result.returncode == 1
+    remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
+    assert "known (ssh-ed25519)" in remote
+    assert f"FAIL cannot use the key: {pipe}: is a FIFO (named pipe); a private key" in remote
 
 
 # -- probe ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import random
 import socket
 import threading
 import time
+import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -47,11 +48,16 @@ from syncstream import (
 )
 from syncstream.clock import MPEGTS_PTS_PERIOD, plausible_capture_time, unwrap_pts_time
 from syncstream.config import StreamConfig
-from syncstream.errors import ConfigError, FrameDecodeError, SourceError, SyncStreamError
+from syncstream.errors import (
+    ConfigError,
+    FrameDecodeError,
+    PictureTooLarge,
+    SourceError,
+    SyncStreamError,
+)
 from syncstream.session_config import SessionConfig, load_session_config
 from syncstream.sources.base import SourceFrame
 from syncstream.sources.connection import (
-    MAX_JPEG_PIXELS,
     POLL_INTERVAL,
     BufferedConnection,
     Deadline,
@@ -69,6 +75,7 @@ JPEGS = [encode_jpeg(synthetic_image(i, width=16 * (i + 2), height=16)) for i in
 WIDTHS = [16 * (i + 2) for i in range(3)]
 SEED_SESSION = (pathlib.Path(__file__).parents[1] / "examples" / "session.toml").read_text()
 TS_FILE = (DATA / "testsrc_wallclock.ts").read_bytes()  # 30 frames, 320x240
+MAX_PIXELS: int = StreamConfig.model_fields["max_pixels"].default  # 8K UHD
 
 
 # -- feeding the socket sources -----------------------------------------------------------
@@ -494,6 +501,9 @@ def expected_tcp(data: bytes) -> tuple[list[int], int, int, str]:
             return widths, decode_errors, 1, "refused"
         if len(data) - pos < length:
             return widths, decode_errors, 0, "closed"
+        size = jpeg_size(data[pos : pos + length])
+        if size is not None and size[0] * size[1] > MAX_PIXELS:
+            return widths, decode_errors, 1, "too large"
         width = decoded_width(data[pos : pos + length])
         pos += length
         if width is None:
@@ -544,6 +554,8 @@ def test_tcp_framing_matches_the_oracle_for_any_bytes(
     assert source.counters.rejected == rejected
     if ending == "refused":
         assert isinstance(error, FrameDecodeError) and "cannot resynchronise" in str(error)
+    elif ending == "too large":
+        assert isinstance(error, PictureTooLarge) and "max_pixels" in str(error)
     else:
         assert isinstance(error, SourceError) and "closed by server" in str(error)
     assert source.buffer_high_water <= CAP + 8 + RECORD
@@ -588,7 +600,7 @@ def load(directory: pathlib.Path, content: bytes) -> SessionConfig | ConfigError
         message = str(exc)
         lines = message.split("\n")
         assert message.splitlines() == lines  # no \r, \x85, \u2028 ... inside a line
-        cause = exc.__cause__
+        cause = exc.__cause__ or exc.__context__  # pydantic's error: context, not cause
         if isinstance(cause, ValidationError):
             assert lines[0] == f"{path}: invalid session file"
             assert len(lines) == 1 + cause.error_count()
@@ -807,6 +819,16 @@ def test_errors_never_show_secrets_and_keep_one_line_per_problem(
     if isinstance(result, ConfigError):
         for line in str(result).split("\n"):
             assert not (f"hosts.cam1.{key}:" in line and "(got" in line), line
+
+
+def test_a_refused_session_file_keeps_its_secrets_out_of_the_traceback(
+    session_dir: pathlib.Path,
+) -> None:
+    # pydantic's error repeats the tables as given: chained, a traceback printed them
+    text = HOST_SESSION.format(key="password", value='"s3cret-9"', host='"a\\nb"')
+    result = load(session_dir, text.encode())
+    assert isinstance(result, ConfigError)
+    assert "s3cret-9" not in "".join(traceback.format_exception(result))
 
 
 # -- PTS unwrap and the capture-time check ------------------------------------------------
@@ -1095,12 +1117,22 @@ def test_hostile_input_helpers_sanity() -> None:
 def test_a_jpeg_that_claims_a_huge_picture_is_refused_without_decoding() -> None:
     """A decompression bomb: 900 bytes declaring 16000x16000 (768 MB once decoded)."""
     data = encode_jpeg(synthetic_image(0, 64, 48))
-    assert jpeg_size(data) == (64, 48) and decode_jpeg_frame(data) is not None
+    assert jpeg_size(data) == (64, 48)
+    assert decode_jpeg_frame(data, max_pixels=MAX_PIXELS) is not None
     sof = data.index(b"\xff\xc0")
-    bomb = bytearray(data)
-    bomb[sof + 5 : sof + 9] = (16000).to_bytes(2, "big") * 2
-    assert jpeg_size(bytes(bomb)) == (16000, 16000) and MAX_JPEG_PIXELS < 16000 * 16000
-    assert decode_jpeg_frame(bytes(bomb)) is None  # counted by the caller as a decode error
+    bomb = bytes(data[: sof + 5]) + (16000).to_bytes(2, "big") * 2 + data[sof + 9 :]
+    assert jpeg_size(bomb) == (16000, 16000) and MAX_PIXELS < 16000 * 16000
+    assert decode_jpeg_frame(bomb, max_pixels=MAX_PIXELS) is None
+    assert decode_jpeg_frame(data, max_pixels=64 * 47) is None  # the cap is the setting's
+    # a source refuses it, counted, with an error naming the size and the cap
+    stream = len(data).to_bytes(8, "big") + data + len(bomb).to_bytes(8, "big") + bomb
+    source = TcpFramedSource(source_config(TCP_URL))
+    with peer_sending(split(stream, [])), closing(source):
+        frames, error = drain(source)
+    assert [frame.width for frame in frames] == [64]
+    assert isinstance(error, PictureTooLarge)
+    assert "16000x16000" in str(error) and str(MAX_PIXELS) in str(error)
+    assert source.counters.rejected == 1 and source.counters.decode_errors == 0
 
 
 @given(st.binary(max_size=512))
@@ -1128,4 +1160,4 @@ def test_the_size_check_refuses_no_jpeg_the_decoder_takes(position: int, extra: 
     damaged = data[:position] + extra + data[position:]
     decoded = cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_COLOR)
     if decoded is not None:
-        assert decode_jpeg_frame(damaged) is not None
+        assert decode_jpeg_frame(damaged, max_pixels=MAX_PIXELS) is not None

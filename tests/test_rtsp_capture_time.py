@@ -84,6 +84,9 @@ def _check_capture_times(frames: list[Frame]) -> None:
         [f.capture_time - decode_stamp(f.image) for f in reported if f.capture_time is not None]
     )
     assert float(np.percentile(errors, 95)) < CAPTURE_ERROR_P95, sorted(errors)[-5:]
+    # the first report's frame too: FFmpeg's parser may have held the frame before it and
+    # given it the next one's wall clock (one frame interval late, in 4 of 10 sessions)
+    assert errors[0] < CAPTURE_ERROR_P95, errors[:3]
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

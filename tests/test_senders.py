@@ -312,6 +312,21 @@ def test_argv_senders_do_not_restart() -> None:
     failing.stop()
 
 
+def test_stderr_without_newlines_is_cut_in_the_tail() -> None:
+    """8 MB of stderr on one line: the tail keeps it cut to 1000 characters."""
+    flood = "{ head -c 8000000 /dev/zero | tr '\\0' x; echo; echo last words; } >&2; exit 3"
+    sender = LocalSender(["sh", "-c", flood], name="flood").start()
+    try:
+        assert _wait_for(lambda: sender.error is not None)
+    finally:
+        sender.stop()
+    tail = sender.stderr_tail
+    assert tail[-1] == "last words"
+    assert tail[0].startswith("x" * 1000) and "more characters]" in tail[0]
+    assert sum(len(line) for line in tail) < 2200
+    assert len(str(sender.error)) < 3000
+
+
 def test_stop_while_starting_leaves_no_process() -> None:
     sender = LocalSender(_config(startup_wait=5.0))
     outcome: list[BaseException | None] = []

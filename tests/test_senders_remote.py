@@ -531,6 +531,39 @@ def test_input_that_is_not_video_fails_at_start(sshd: SshdServer, tmp_path: Path
     assert not sender.is_running
 
 
+#: 8 MB on one line of stderr, then a short line; the exit status says all was written.
+FLOOD = "{ head -c 8000000 /dev/zero | tr '\\0' x; echo; echo last words; } >&2; exit 3"
+
+
+def test_output_without_newlines_is_held_and_kept_bounded(
+    sshd: SshdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A remote program writing 8 MB without a newline: the reader holds 64 KiB of it at
+    most (the rest of the line is dropped, not re-split), stderr_tail and the logs get
+    the line cut to 1000 characters."""
+    caplog.set_level(logging.DEBUG, logger="syncstream")
+    lines: list[str] = []
+    with SSHSession(ssh_host(sshd)) as session:
+        process = session.start_process(["sh", "-c", FLOOD], lines.append)
+        assert process.wait(DEADLINE) == 3
+        process.release()
+    assert process.output_high_water <= 64 * 1024
+    assert lines[-1] == "last words"
+    assert len(lines) == 2 and lines[0].endswith(" [... line cut at 65536 bytes]")
+    assert len(lines[0]) < 64 * 1024 + 40
+
+    sender = RemoteSender(ssh_host(sshd), ["sh", "-c", FLOOD], name="flood")
+    with sender:
+        _wait_until(lambda: sender.error is not None, DEADLINE, "the sender gives up")
+    tail = sender.stderr_tail
+    assert tail[-1] == "last words"
+    assert tail[0].startswith("x" * 1000) and tail[0].endswith(" more characters]")
+    assert sum(len(line) for line in tail) < 2200
+    assert sender.error is not None and len(str(sender.error)) < 3000
+    assert any("exited with status 3" in r.getMessage() for r in caplog.records)
+    assert max(len(r.getMessage()) for r in caplog.records) < 3000
+
+
 # -- clocks ------------------------------------------------------------------------------
 
 

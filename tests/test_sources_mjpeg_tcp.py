@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import shutil
 import socket
@@ -14,8 +15,10 @@ from contextlib import closing
 
 import numpy as np
 import pytest
+from conftest import wait_until
 from peers import FramedJpegServer, MjpegServer, encode_jpeg, make_self_signed_cert, synthetic_image
 
+from syncstream import VideoStream
 from syncstream.config import StreamConfig
 from syncstream.errors import (
     FrameDecodeError,
@@ -208,6 +211,32 @@ def test_mjpeg_corrupt_parts_are_counted_and_skipped(content_length: bool) -> No
     assert got == [0, 1]
     assert source.counters.decode_errors == 1
     assert source.counters.rejected == 0
+
+
+@pytest.mark.parametrize("lying", [False, True], ids=["oversized", "huge-content-length"])
+def test_mjpeg_refused_parts_are_all_counted_but_warned_about_once(
+    lying: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every part is refused: over max_frame_bytes (the JPEGs have about 2.7 KB, without
+    # Content-Length: read up to the boundary), or claiming a Content-Length of 2**40.
+    parts = 150
+    caplog.set_level(logging.WARNING, "syncstream")
+    hostile = "huge_lengths" if lying else None
+    with (
+        MjpegServer(
+            JPEGS, fps=100, content_length=lying, hostile=hostile, pause_after=parts
+        ) as server,
+        VideoStream(
+            server.url, max_frame_bytes=1024 if not lying else CAP, stall_timeout=30
+        ) as stream,
+    ):
+        wait_until(lambda: stream.stats.rejected >= parts, 15, "every part refused")
+        assert stream.stats.rejected == parts  # counted exactly, each once
+        assert stream.stats.reconnects == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(warnings) <= 2, warnings  # one per 10 s, not one per part
+    assert warnings[0].startswith(f"{server.url}: part ")
+    assert "max_frame_bytes" in warnings[0] or "over 1024 bytes" in warnings[0]
 
 
 def test_mjpeg_server_disconnect_raises_source_error() -> None:

@@ -64,6 +64,7 @@ class Run:
     matches: list[Match[Shot]] = field(default_factory=list)
     emitted_at: list[float] = field(default_factory=list)  # arrival_mono-clock poll time
     max_waiting: int = 0
+    max_waiting_bytes: dict[str, int] = field(default_factory=dict)  # by camera
     keys: dict[tuple[str, int], float] = field(default_factory=dict)  # when last seen
     # per set, how often Aligner.clock had changed when it was emitted: a camera's frames
     # starting or stopping to carry capture times move the others' arrival delays, and
@@ -93,6 +94,9 @@ def drive(aligner: Aligner[Shot], shots: list[Shot], tail: float = 5.0) -> Run:
             run.emitted_at.append(now)
             run.clock_changes.append(changes)
         run.max_waiting = max(run.max_waiting, *(aligner.waiting(n) for n in names))
+        for n in names:
+            held = aligner.waiting_bytes(n)
+            run.max_waiting_bytes[n] = max(run.max_waiting_bytes.get(n, 0), held)
 
     now = 0.0
     ordered = sorted(shots, key=lambda s: s.arrival_time)
@@ -313,6 +317,55 @@ def test_invariants_hold_for_any_group(
         ):
             lows = [min(run.key(f) for f in m.frames.values()) for _, m in epoch]
             assert lows == sorted(lows), "sets come in the order of their earliest frame"
+
+
+@SETTINGS
+@given(
+    group=st.lists(cams(), min_size=2, max_size=4),
+    policy=st.sampled_from(["nearest", "latest", "exact"]),
+    on_missing=st.sampled_from(["partial", "wait"]),
+    max_wait=st.sampled_from([0.2, 0.5]),
+    history=st.sampled_from([2, 8, 16]),
+    sizes=st.lists(st.lists(st.integers(1, 100), min_size=1, max_size=5), min_size=4, max_size=4),
+    budget=st.integers(1, 600),
+)
+def test_waiting_bytes_never_exceed_the_budget_plus_one_frame(
+    group: list[Cam],
+    policy: SyncPolicy,
+    on_missing: MissingPolicy,
+    max_wait: float,
+    history: int,
+    sizes: list[list[int]],
+    budget: int,
+) -> None:
+    """Frames of varying sizes (``Frame.nbytes``) under a byte budget per camera: what a
+    camera's waiting frames hold stays within the budget, or is its one newest frame."""
+
+    def size(shot: Shot) -> int:
+        cycle = sizes[int(shot.source[1:])]
+        return cycle[shot.seq % len(cycle)]
+
+    names = [f"c{i}" for i in range(len(group))]
+    aligner = Aligner(
+        names,
+        policy=policy,
+        max_wait=max_wait,
+        on_missing=on_missing,
+        history=history,
+        first_frame_wait=1.0,
+        frame_bytes=size,
+        max_bytes=budget,
+    )
+    shots = [s for i, cam in enumerate(group) for s in cam.shots(f"c{i}", 2.5)]
+    run = drive(aligner, shots)
+    for name in names:
+        largest = max(sizes[int(name[1:])])
+        assert run.max_waiting_bytes[name] <= max(budget, largest) <= budget + largest
+        counts = aligner.counts(name)
+        added = sum(1 for s in shots if s.source == name)
+        assert counts.used + counts.dropped + aligner.waiting(name) == added
+    if budget < min(min(c) for c in sizes[: len(group)]):  # one frame at most waits
+        assert run.max_waiting <= 1
 
 
 # -- oracles: no starvation, the best full sets, nobody left out ---------------------------

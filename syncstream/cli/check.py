@@ -8,7 +8,6 @@ Nothing is started and nothing is written (known_hosts included).
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -20,10 +19,10 @@ from typing import TextIO
 import paramiko
 
 from ..config import Camera, SSHHost
-from ..errors import AuthenticationFailed, HostKeyError, SSHError
+from ..errors import AuthenticationFailed, ConfigError, HostKeyError, SSHError
 from ..senders import preflight_checks
 from ..session_config import SessionConfig
-from ..ssh import SSHSession
+from ..ssh import SSHSession, known_hosts_files
 
 __all__ = ["HostCheck", "check_host", "check_local", "print_table", "run_check"]
 
@@ -59,9 +58,8 @@ COLUMNS = ("host", "ssh", "host key", "login", "ffmpeg", "devices", "clock offse
 
 def _known_hosts(host: SSHHost) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
-    for path in ("~/.ssh/known_hosts", host.known_hosts_file):
-        if path is not None and os.path.exists(os.path.expanduser(path)):
-            keys.load(os.path.expanduser(path))
+    for path in known_hosts_files(host):  # checked: regular files, not too large
+        keys.load(path)
     return keys
 
 
@@ -70,7 +68,7 @@ def _host_key(host: SSHHost, row: HostCheck) -> None:
     name = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
     try:
         known = _known_hosts(host).lookup(name)
-    except (OSError, paramiko.SSHException) as exc:
+    except (OSError, paramiko.SSHException, ConfigError) as exc:
         row.fail("host key", f"cannot read known hosts: {exc}")
         return
     sock = socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout)

@@ -1,8 +1,9 @@
-"""The index of a recording: its JSON-lines schema, the layout of the files, writing, reading.
+"""The index of a recording: its JSON-lines schema, the layout of the files, reading.
 
 A recording directory holds ``index.jsonl`` and one folder of MPEG-TS segments per camera::
 
     index.jsonl                  one JSON object per line, ``type`` first
+    index.reserve                disk space for the end line, while recording
     <camera>/<camera>-000001.ts  the camera's segments, numbered from 1
 
 The index starts with a :class:`HeaderLine`. A :class:`CameraLine` says, before the first
@@ -10,23 +11,22 @@ set that holds a recorded frame of the camera, whether its segments hold the str
 was received (``copy``) or frames encoded again (``encode``). Each frame set is a
 :class:`SetLine`. A recorder that was closed writes an :class:`EndLine` last. A frame is
 found again in its segment by its timestamp (:func:`frame_key`) in the 90 kHz units of
-MPEG-TS, modulo 2**33 as MPEG-TS writes it.
+MPEG-TS, modulo 2**33 as MPEG-TS writes it. :mod:`syncstream.recording.writer` writes it.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import pathlib
 import re
-import time
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..errors import RecordingError
+from ..files import open_regular_file
 from ..sync import SyncClock
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "HeaderLine",
     "IndexLine",
     "IndexReader",
-    "IndexWriter",
     "RecordingMode",
     "SetLine",
     "check_camera_name",
@@ -187,7 +186,8 @@ def parse_index_line(text: str | bytes, *, where: str = "index") -> IndexLine:
 def _read_lines(path: pathlib.Path, max_line_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
     """(line number, line without newline, complete) for each line; capped in length."""
     try:
-        with path.open("rb") as file:
+        # a FIFO or device named index.jsonl is refused, never opened for a blocking read
+        with open_regular_file(path, "recording index", error=RecordingError) as file:
             number = 0
             while True:
                 number += 1
@@ -206,71 +206,14 @@ def _read_lines(path: pathlib.Path, max_line_bytes: int) -> Iterator[tuple[int, 
         raise RecordingError(f"{path}: cannot read the index: {exc}") from exc
 
 
-class IndexWriter:
-    """Appends lines to a new ``index.jsonl``; flushed to the OS every ``flush_interval`` s.
-
-    Not thread-safe: the recorder serialises calls. Every failure (the directory holds a
-    recording already, a full disk, a closed writer) raises :class:`RecordingError`.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, flush_interval: float = 1.0) -> None:
-        self.path = pathlib.Path(path)
-        self.flush_interval = flush_interval
-        self._file: io.TextIOWrapper | None = None
-        self._closed = False
-        self._flushed_mono = 0.0
-
-    def open(self, header: HeaderLine) -> None:
-        """Create the file (it must not exist) and write the header."""
-        if self._closed or self._file is not None:
-            raise RecordingError(f"{self.path}: index already opened")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # kept open until close(): appended to with every set
-            self._file = open(self.path, "x", encoding="utf-8", newline="\n")  # noqa: SIM115
-        except FileExistsError as exc:
-            raise RecordingError(f"{self.path}: the directory holds a recording already") from exc
-        except OSError as exc:
-            raise RecordingError(f"{self.path}: cannot create the index: {exc}") from exc
-        self.write(header, flush=True)
-
-    def write(
-        self, line: HeaderLine | CameraLine | SetLine | EndLine, *, flush: bool = False
-    ) -> None:
-        """Append ``line``; flush when asked or when ``flush_interval`` has passed."""
-        file = self._file
-        if file is None:
-            raise RecordingError(f"{self.path}: index is closed")
-        now = time.monotonic()
-        try:
-            file.write(line.model_dump_json() + "\n")
-            if flush or now - self._flushed_mono >= self.flush_interval:
-                file.flush()
-                self._flushed_mono = now
-        except (OSError, ValueError) as exc:  # ValueError: the file was closed under us
-            raise RecordingError(f"{self.path}: cannot write the index: {exc}") from exc
-
-    def close(self, end: EndLine | None = None) -> None:
-        """Write ``end`` (when given) and close the file; idempotent."""
-        file, self._file = self._file, None
-        self._closed = True
-        if file is None:
-            return
-        try:
-            if end is not None:
-                file.write(end.model_dump_json() + "\n")
-            file.close()
-        except OSError as exc:
-            raise RecordingError(f"{self.path}: cannot finish the index: {exc}") from exc
-
-
 class IndexReader:
     """Reads and checks an index line by line; iterating yields the set lines.
 
     After a full iteration, :attr:`header`, :attr:`cameras` (camera lines), :attr:`sets`,
     :attr:`end` and :attr:`truncated` describe the whole index. A bad line raises
     :class:`RecordingError` naming the file and line; only a last line without its newline
-    (the recorder died while writing it) is skipped, with a warning.
+    that does not parse (the recorder died while writing it) is skipped, with a warning,
+    and sets :attr:`truncated`. A last line lacking only its newline is read.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYTES):
@@ -301,7 +244,15 @@ class IndexReader:
             else:
                 self._take(line, where)
         if self.header is None:
-            raise RecordingError(f"{self.path}: empty index")
+            cut = " (cut within its first line)" if self.truncated else ""
+            raise RecordingError(f"{self.path}: no header line: empty index{cut}")
+        if self.end is not None and self.end.sets != self.sets:
+            logger.warning(
+                "%s: the end line counts %d sets, the index holds %d",
+                self.path,
+                self.end.sets,
+                self.sets,
+            )
 
     def _take(self, line: HeaderLine | CameraLine | EndLine, where: str) -> None:
         if isinstance(line, HeaderLine):

@@ -18,6 +18,7 @@ from typing import Protocol, Self
 
 from ..config import RestartPolicy, SenderConfig
 from ..errors import PreflightFailed, SenderError, StreamClosed, SyncStreamError
+from ..lines import shorten
 from .command import sender_argv
 
 __all__ = ["PreflightCheck", "ProcessHandle", "Sender", "preflight_checks"]
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 2.0
 _STDERR_LINES = 20
+#: Characters of a stderr line kept in the tail (errors, logs): ffmpeg's are far shorter.
+_STDERR_LINE = 1000
 # stop() waits this long for a start() in flight (preflight, spawn, SSH: each has its own
 # timeout below this), so that start cannot leave a process behind once stop returned.
 _START_TIMEOUT = 30.0
@@ -164,7 +167,7 @@ class Sender:
                     f"{self.name}: on {self.host}: {check.failure} (exit {status})",
                     host=self.host,
                     returncode=status,
-                    stderr_tail=output,
+                    stderr_tail=[shorten(line, _STDERR_LINE) for line in output[-_STDERR_LINES:]],
                 )
 
     def start(self) -> Self:
@@ -195,7 +198,7 @@ class Sender:
     def _launch(self) -> None:
         """Preflight, spawn and watch the first process; :meth:`stop` may run meanwhile."""
         self.preflight()
-        handle = self._spawn(self._stderr_lines.append)
+        handle = self._spawn(self._keep_line)
         with self._lock:
             stopping = self._stop_event.is_set()
             if not stopping:
@@ -220,6 +223,10 @@ class Sender:
             handle.release()
             raise self._exit_error(status, "exited at start")
         logger.info("%s: ffmpeg started on %s, pid %s", self.name, self.host, handle.pid)
+
+    def _keep_line(self, line: str) -> None:
+        """Keep a stderr line in the tail, cut to ``_STDERR_LINE`` characters."""
+        self._stderr_lines.append(shorten(line, _STDERR_LINE))
 
     def _exit_error(self, status: int, what: str) -> SenderError:
         return SenderError(
@@ -264,12 +271,13 @@ class Sender:
                     )
                     logger.error("%s: %s", self.name, self._error)
                     return
+                logger.info("%s: restarting ffmpeg on %s in %.2f s", self.name, self.host, delay)
                 if self._stop_event.wait(delay):
                     return
                 in_a_row += 1
                 delay = min(delay * 2, policy.max_delay)
                 try:
-                    new_handle = self._spawn(self._stderr_lines.append)
+                    new_handle = self._spawn(self._keep_line)
                 except SyncStreamError as exc:
                     logger.warning("%s: restart on %s failed: %s", self.name, self.host, exc)
                     continue
@@ -361,7 +369,8 @@ class Sender:
 
     @property
     def stderr_tail(self) -> list[str]:
-        """The last lines ffmpeg wrote to stderr (across restarts)."""
+        """The last 20 lines ffmpeg wrote to stderr (across restarts), each cut at 1000
+        characters."""
         return list(self._stderr_lines)
 
     def __enter__(self) -> Self:

@@ -12,7 +12,9 @@ interrupted (Ctrl-C): nothing started by the fleet outlives it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +22,14 @@ from typing import TypeVar
 
 from ..clock import ClockOffset
 from ..config import Camera, Encoding, SenderConfig, SenderOutput, SSHHost, parse_udp_destination
-from ..errors import GroupStartError, StreamClosed
+from ..errors import ConfigError, GroupStartError, StreamClosed
 from ..ssh import SSHSession
 from .base import Sender
 from .command import receiver_address
 from .local import LocalSender
 from .remote import RemoteSender
 
-__all__ = ["SenderFleet", "sender_config_for"]
+__all__ = ["SenderFleet", "sender_addresses", "sender_config_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,37 @@ def sender_config_for(camera: Camera) -> SenderConfig:
             for role, stream in camera.streams.items()
         }
     return config.model_copy(update=update)
+
+
+#: Where a local sender's datagrams come from when it sends to a loopback address.
+LOOPBACK = ("127.0.0.0/8", "::1")
+
+
+def sender_addresses(camera: Camera) -> tuple[str, ...]:
+    """The addresses the datagrams of the camera's sender come from: its streams' default
+    ``allowed_senders``. Resolves names (call it when the group starts, not before).
+
+    A sender on ``camera.host``: every address the host name resolves to. A local one:
+    loopback, and for a destination outside it (our LAN address, a multicast group) our
+    address on the route there, which the kernel gives its datagrams as their source.
+    """
+    if camera.host is not None:
+        hostname = camera.host.hostname
+        try:
+            infos = socket.getaddrinfo(hostname, None, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise ConfigError(f"cannot resolve sender host {hostname!r}: {exc}") from exc
+        return tuple(sorted({str(info[4][0]).partition("%")[0] for info in infos}))
+    config = sender_config_for(camera)
+    destinations = [config.destination, *(output.destination for output in config.outputs.values())]
+    addresses = list(LOOPBACK)
+    for destination in destinations:
+        if destination is None:
+            continue
+        source = receiver_address(*parse_udp_destination(destination)).partition("%")[0]
+        if not ipaddress.ip_address(source).is_loopback and source not in addresses:
+            addresses.append(source)
+    return tuple(addresses)
 
 
 def _parallel(

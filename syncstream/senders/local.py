@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from typing import IO
 
 from ..config import RestartPolicy, SenderConfig
 from ..errors import SenderError
+from ..lines import LineSplitter
 from .base import LineSink, ProcessHandle, Sender
 
 __all__ = ["LocalSender"]
@@ -20,6 +22,7 @@ __all__ = ["LocalSender"]
 logger = logging.getLogger(__name__)
 
 _CHECK_TIMEOUT = 10.0
+_READ_CHUNK = 65536  # stderr read at a time
 
 #: Starts every local ffmpeg. Linux sends a child's parent-death signal when the *thread*
 #: that started it ends, so they are all started by this one thread, which lives as long
@@ -54,6 +57,12 @@ def _kill_unowned(name: str, spawning: Future[subprocess.Popen[bytes]]) -> None:
     logger.info("%s: pid %s killed, its start was interrupted", name, process.pid)
 
 
+def _hand_on(raw: bytes, sink: LineSink) -> None:
+    line = raw.decode("utf-8", "replace").rstrip()
+    if line:
+        sink(line)
+
+
 class _PopenHandle:
     """A subprocess, its stderr drained line by line into a sink by a small thread."""
 
@@ -71,10 +80,12 @@ class _PopenHandle:
 
     @staticmethod
     def _drain_stderr(stderr: IO[bytes], sink: LineSink) -> None:
-        for raw in iter(stderr.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                sink(line)
+        splitter = LineSplitter()  # a line over 64 KiB is cut: a flood holds no more
+        while chunk := os.read(stderr.fileno(), _READ_CHUNK):
+            for raw in splitter.feed(chunk):
+                _hand_on(raw, sink)
+        for raw in splitter.flush():
+            _hand_on(raw, sink)
         stderr.close()
 
     @property

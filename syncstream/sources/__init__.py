@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from urllib.parse import urlsplit
 
 from ..config import StreamConfig, redact_url
@@ -21,6 +22,7 @@ SUPPORTED_SOURCES = (
     "/dev/videoN or a webcam index",
 )
 _PYAV_SCHEMES = {"udp", "rtsp", "rtsps", "rtmp", "srt", "file"}
+_V4L2_MAJOR = 81  # Linux's device number of video4linux devices (/dev/videoN)
 
 
 def create_source(config: StreamConfig) -> Source:
@@ -61,9 +63,15 @@ def create_source(config: StreamConfig) -> Source:
 
         framed: Source = TcpFramedSource(config)
         return framed
+    kind = _path_kind(location) if isinstance(location, str) and not scheme else "file"
     if backend == "opencv":
         from .opencv import OpenCVSource
 
+        if kind == "fifo":  # OpenCV's open would block until a writer comes
+            raise UnsupportedSource(
+                f"{location!r} is a FIFO, which the 'opencv' backend cannot read; "
+                "use backend 'pyav'"
+            )
         return OpenCVSource(config, location)
 
     from .pyav import PyAVSource
@@ -75,7 +83,33 @@ def create_source(config: StreamConfig) -> Source:
             f"{redact_url(url)!r} is neither an existing file nor a URL; supported sources: "
             + "; ".join(SUPPORTED_SOURCES)
         )
-    return PyAVSource(config, location)
+    return PyAVSource(config, location, fifo=kind == "fifo")
+
+
+def _path_kind(path: str) -> str:
+    """``"fifo"``, or ``"file"`` for anything else a source may read (a missing path is
+    left to the backend to report). Raises :class:`UnsupportedSource` for a device
+    other than a V4L2 camera and for a socket: reading one could block or never end."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return "file"
+    mode = info.st_mode
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode):
+        if os.major(info.st_rdev) == _V4L2_MAJOR:
+            return "file"
+        what = "a character device"
+    elif stat.S_ISBLK(mode):
+        what = "a block device"
+    elif stat.S_ISSOCK(mode):
+        what = "a socket"
+    else:
+        return "file"
+    raise UnsupportedSource(
+        f"{path!r} is {what}: only V4L2 cameras (/dev/videoN), files and FIFOs are read"
+    )
 
 
 def _unsupported(url: str) -> UnsupportedSource:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
+from ..errors import PictureTooLarge
 from ..frames import BGRImage
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Source",
     "SourceCounters",
     "SourceFrame",
+    "check_picture_size",
 ]
 
 #: FFmpeg demuxer and decoder options for live sources: hand over each packet at once, no
@@ -137,12 +139,31 @@ class SourceCounters:
     decode_errors: int = 0
     #: Input units refused before decoding: non-TS datagrams, oversized or malformed frames.
     rejected: int = 0
+    #: udp://: MPEG-TS packets dropped before the demuxer for their PID, not the programme's.
+    foreign_packets: int = 0
+    #: udp://: datagrams dropped for their sender: an address outside ``allowed_senders``,
+    #: or a second sender of the programme's PIDs while the first sends.
+    foreign_datagrams: int = 0
     #: Short description of the last survived problem.
     last_problem: str | None = field(default=None)
     #: Set while an opened source has received no input at all, saying what it waits for
     #: (``"no data on udp port 9001"``); None once input arrives, or when the backend
     #: cannot tell.
     waiting_for: str | None = None
+
+
+def check_picture_size(
+    name: str, width: int, height: int, max_pixels: int, counters: SourceCounters
+) -> None:
+    """Refuse a picture of ``width`` x ``height`` over ``max_pixels``: count it in
+    ``counters.rejected`` and raise :class:`~syncstream.errors.PictureTooLarge` naming the
+    size and the cap. Called before decoding where the size is known first."""
+    if width * height <= max_pixels:
+        return
+    problem = f"picture of {width}x{height} is over max_pixels ({max_pixels} pixels)"
+    counters.rejected += 1
+    counters.last_problem = problem
+    raise PictureTooLarge(f"{name}: {problem}")
 
 
 class Source(Protocol):

@@ -25,7 +25,8 @@ import numpy as np
 from ..config import StreamConfig
 from ..errors import SourceError, SourceStalled
 from ..frames import BGRImage
-from .base import SourceCounters, SourceFrame
+from ..logs import Throttle
+from .base import SourceCounters, SourceFrame, check_picture_size
 
 __all__ = [
     "POLL_INTERVAL",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_throttle = Throttle(logger)  # refusals come once per part or frame: a line per 10 s
 
 POLL_INTERVAL = 0.25
 _RECV_CHUNK = 65536
@@ -244,10 +246,6 @@ class BufferedConnection(ReceiveBuffer):
             sock.close()
 
 
-#: Largest picture a JPEG may declare (8K UHD): a few hundred bytes can claim 16000x16000,
-#: which would make the decoder allocate gigabytes, whatever ``max_frame_bytes`` says.
-MAX_JPEG_PIXELS = 7680 * 4320
-
 _SOF_MARKERS = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
@@ -290,16 +288,19 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_jpeg_frame(data: bytes, *, sender_time: float | None = None) -> SourceFrame | None:
+def decode_jpeg_frame(
+    data: bytes, *, max_pixels: int, sender_time: float | None = None
+) -> SourceFrame | None:
     """Decode a JPEG into a :class:`SourceFrame`, or return ``None`` if it does not decode.
 
-    A JPEG without a frame header, or declaring more than :data:`MAX_JPEG_PIXELS`, is not
-    decoded.
+    A JPEG without a frame header, or declaring more than ``max_pixels``, is not decoded:
+    a few hundred bytes can claim 16000x16000, which would make the decoder allocate
+    gigabytes, whatever ``max_frame_bytes`` says.
     """
     if not data:
         return None
     size = jpeg_size(data)
-    if size is None or size[0] * size[1] > MAX_JPEG_PIXELS:
+    if size is None or size[0] * size[1] > max_pixels:
         return None
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -350,6 +351,15 @@ class SocketSource:
         message = f"{self.name}: no complete frame for {stall:.1f} s"
         return conn, Deadline.after(stall, SourceStalled, message)
 
+    def _decode_jpeg(self, data: bytes, sender_time: float | None = None) -> SourceFrame | None:
+        """:func:`decode_jpeg_frame` with the stream's ``max_pixels``; a JPEG declaring a
+        larger picture raises ``PictureTooLarge`` (counted) before it is decoded."""
+        max_pixels = self._config.max_pixels
+        size = jpeg_size(data)
+        if size is not None:
+            check_picture_size(self.name, size[0], size[1], max_pixels, self.counters)
+        return decode_jpeg_frame(data, max_pixels=max_pixels, sender_time=sender_time)
+
     def _count(self, problem: str, *, rejected: bool) -> None:
         if rejected:
             self.counters.rejected += 1
@@ -357,7 +367,10 @@ class SocketSource:
             self.counters.decode_errors += 1
         self.counters.last_problem = problem
         # Refusals point at a broken or hostile peer; a bad JPEG now and then is routine.
-        logger.log(logging.WARNING if rejected else logging.DEBUG, "%s: %s", self.name, problem)
+        if rejected:
+            _throttle.warning((self.name, "rejected"), "%s: %s", self.name, problem)
+        else:
+            logger.debug("%s: %s", self.name, problem)
 
     def interrupt(self) -> None:
         """Make a blocked ``open()`` or ``read()`` raise ``SourceError`` soon. Thread-safe."""

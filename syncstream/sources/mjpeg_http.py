@@ -22,7 +22,7 @@ import httpx
 from ..config import StreamConfig
 from ..errors import FrameDecodeError, SourceError, UnsupportedSource
 from .base import SourceFrame
-from .connection import Deadline, ReceiveBuffer, SocketSource, decode_jpeg_frame
+from .connection import Deadline, ReceiveBuffer, SocketSource
 from .http_client import ChallengeAuth, HttpBody, HttpClient
 
 __all__ = ["MAX_HEADER_BYTES", "MjpegHttpSource"]
@@ -214,7 +214,7 @@ class MjpegHttpSource(SocketSource):
             if part is None:
                 continue  # refused and counted; resynchronise on the next boundary
             headers, body = part
-            frame = decode_jpeg_frame(body, sender_time=_sender_time(headers))
+            frame = self._decode_jpeg(body, _sender_time(headers))
             if frame is not None:
                 return frame
             self._count(f"undecodable JPEG part of {len(body)} bytes skipped", rejected=False)

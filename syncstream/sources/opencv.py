@@ -25,6 +25,7 @@ from .base import (
     READ_TIMEOUT_CAP,
     SourceCounters,
     SourceFrame,
+    check_picture_size,
 )
 
 __all__ = ["OpenCVSource"]
@@ -78,6 +79,13 @@ class OpenCVSource:
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"{self.name}: OpenCV cannot open {self.shown!r}")
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_picture_size(self.name, width, height, self.config.max_pixels, self.counters)
+        except SourceError:
+            capture.release()
+            raise
         self._capture = capture
         logger.info("%s: opened %s with OpenCV", self.name, self.shown)
 
@@ -101,6 +109,7 @@ class OpenCVSource:
             pts_time = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
         frame: BGRImage = image
         height, width = frame.shape[:2]
+        check_picture_size(self.name, width, height, self.config.max_pixels, self.counters)
         return SourceFrame(width=width, height=height, convert=lambda: frame, pts_time=pts_time)
 
     def interrupt(self) -> None:

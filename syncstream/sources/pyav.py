@@ -31,6 +31,7 @@ from ..clock import MPEGTS_PTS_PERIOD
 from ..config import StreamConfig, redact_text, redact_url
 from ..errors import SourceChanged, SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
+from ..logs import Throttle
 from .base import (
     LOW_DELAY_OPTIONS,
     OPEN_TIMEOUT_CAP,
@@ -40,12 +41,15 @@ from .base import (
     PacketListener,
     SourceCounters,
     SourceFrame,
+    check_picture_size,
 )
+from .pipe import PipeReader
 from .udp import UdpTsReader, parse_udp_url
 
 __all__ = ["PyAVSource"]
 
 logger = logging.getLogger(__name__)
+_throttle = Throttle(logger)  # closing fails at each reconnect, at worst: a line per 10 s
 
 _NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://", "tcp://")
 _RTSP_SCHEMES = ("rtsp://", "rtsps://")
@@ -55,6 +59,10 @@ _RTP_FORMATS = frozenset({"rtsp", "rtp", "sdp"})
 _PRFT = struct.Struct("=qi")
 #: Wall times kept for packets whose frame has not been decoded yet (reordering, errors).
 _WALL_TIMES_KEPT = 64
+#: Codecs whose decoders forget a refused picture size (see :func:`_mpeg_video_size`).
+_MPEG_VIDEO = frozenset({"mpeg1video", "mpeg2video"})
+_SEQUENCE_HEADER = b"\x00\x00\x01\xb3"
+_EXTENSION_START = b"\x00\x00\x01\xb5"
 
 
 def _wall_time(packet: av.Packet[Any]) -> float | None:
@@ -66,6 +74,23 @@ def _wall_time(packet: av.Packet[Any]) -> float | None:
         return None
     wallclock, _flags = _PRFT.unpack_from(data)
     return float(wallclock) / 1_000_000
+
+
+def _mpeg_video_size(data: bytes) -> tuple[int, int] | None:
+    """The picture size declared by an MPEG-1/2 sequence header in ``data`` (with the
+    high bits of its sequence extension), or None when ``data`` holds none."""
+    start = data.find(_SEQUENCE_HEADER)
+    if start < 0 or start + 7 > len(data):
+        return None
+    head = data[start + 4 : start + 7]
+    width = (head[0] << 4) | (head[1] >> 4)
+    height = ((head[1] & 0x0F) << 8) | head[2]
+    ext = data.find(_EXTENSION_START, start + 4)
+    if 0 <= ext <= len(data) - 7 and data[ext + 4] >> 4 == 1:  # a sequence extension
+        tail = data[ext + 4 : ext + 7]
+        width |= (((tail[1] & 0x01) << 1) | (tail[2] >> 7)) << 12
+        height |= ((tail[2] >> 5) & 0x03) << 12
+    return width, height
 
 
 def _to_bgr(frame: VideoFrame) -> BGRImage:
@@ -82,7 +107,9 @@ class PyAVSource:
     can store the stream without encoding it again.
     """
 
-    def __init__(self, config: StreamConfig, location: str) -> None:
+    def __init__(self, config: StreamConfig, location: str, *, fifo: bool = False) -> None:
+        """``fifo``: ``location`` is a FIFO, read live through a
+        :class:`~syncstream.sources.pipe.PipeReader` (FFmpeg's own open would block)."""
         self.config = config
         self.name = config.display_name
         self.location = location
@@ -95,8 +122,9 @@ class PyAVSource:
         self._device = location.startswith("/dev/video")
         self._rtsp = location.startswith(_RTSP_SCHEMES)
         self._network = self._udp or location.startswith(_NETWORK_SCHEMES)
-        self.is_live = self._network or self._device
-        self._reader: UdpTsReader | None = None
+        self._fifo = fifo
+        self.is_live = self._network or self._device or fifo
+        self._reader: UdpTsReader | PipeReader | None = None
         self._container: InputContainer | None = None
         self._packets: Iterator[av.Packet[Any]] | None = None
         self._pending: deque[SourceFrame] = deque()
@@ -106,6 +134,7 @@ class PyAVSource:
         #: Packet PTS -> the sender's wall clock, until the frame of that PTS is decoded.
         self._wall_times: OrderedDict[int, float] = OrderedDict()
         self._reported = False  # a frame of this open carried a sender report's wall clock
+        self._report_seen = False  # a packet of this open carried one (see _decode)
         self._last_frame_mono = 0.0
         self._interrupted = False
         self._packet_format: PacketFormat | None = None
@@ -122,6 +151,15 @@ class PyAVSource:
                     counters=self.counters,
                     receive_buffer=self.config.udp_buffer_bytes,
                     timeout=self.config.open_timeout,
+                    allowed_senders=self.config.allowed_senders,
+                )
+                self._reader.open()
+            elif self._fifo:
+                self._reader = PipeReader(
+                    self.location,
+                    name=self.name,
+                    counters=self.counters,
+                    timeout=self.config.open_timeout,
                 )
                 self._reader.open()
             self._open_demuxer()
@@ -130,13 +168,17 @@ class PyAVSource:
             raise
 
     def _open_demuxer(self) -> None:
-        """Open the container (on the UDP reader's socket for udp://) and its video stream."""
+        """Open the container (on our reader of a udp:// socket or a FIFO) and its video
+        stream."""
         options = dict(LOW_DELAY_OPTIONS) if self.is_live else {}
+        # The probe's decoders refuse a picture over the cap too, rather than decode one
+        # (H.264 is decoded while probing: 150 MB more for 8192x8192).
+        options["max_pixels"] = str(self.config.max_pixels)
         reader = self._reader
         try:
             if reader is not None:
                 reader.watch(self.config.open_timeout)
-                if not self.config.parse_frames:
+                if self._udp and not self.config.parse_frames:
                     # Each PES packet is a whole frame: hand it over as soon as it is in,
                     # not when FFmpeg's parser sees the next frame start (a frame interval).
                     # "nobuffer" stays: the packets read while the stream is probed are
@@ -144,7 +186,11 @@ class PyAVSource:
                     # SourceChanged too: the new stream shows from its next keyframe).
                     options["fflags"] = "nobuffer+noparse"
                 container = av.open(
-                    reader, mode="r", format="mpegts", options=options, buffer_size=65536
+                    reader,
+                    mode="r",
+                    format="mpegts" if self._udp else None,
+                    options=options,
+                    buffer_size=65536,
                 )
                 reader.watch(self.config.stall_timeout)
             else:
@@ -159,6 +205,11 @@ class PyAVSource:
         if not container.streams.video:
             raise SourceError(f"{self.name}: {self.shown!r} has no video stream")
         stream = container.streams.video[0]
+        # Refused before the first picture is decoded when probing found the size; the
+        # decoder's own max_pixels refuses a picture of a size learnt later (a change, or
+        # none known yet) before it allocates it.
+        self._check_size(stream.codec_context)
+        stream.codec_context.options = {"max_pixels": str(self.config.max_pixels)}
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = self.config.decoder_threads
         if container.format.name == "mpegts":
@@ -166,6 +217,7 @@ class PyAVSource:
         self._rtp = container.format.name in _RTP_FORMATS
         self._wall_times.clear()
         self._reported = False
+        self._report_seen = False
         if stream.time_base is not None:
             context = stream.codec_context
             self._packet_format = PacketFormat(
@@ -283,6 +335,13 @@ class PyAVSource:
             self.counters.last_problem = "corrupt packet"
         if self._rtp and packet.pts is not None:
             wall_time = _wall_time(packet)
+            if wall_time is not None and not self._report_seen:
+                # The first packet after the first sender report may be a picture that
+                # FFmpeg's frame parser held until the next one started, stamped with the
+                # next one's wall clock (seen in 4 of 10 sessions: one frame interval
+                # late). Its frame goes by arrival, like those before the report.
+                self._report_seen = True
+                wall_time = None
             if wall_time is not None:
                 self._wall_times[packet.pts] = wall_time
                 if len(self._wall_times) > _WALL_TIMES_KEPT:
@@ -290,16 +349,26 @@ class PyAVSource:
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as exc:
+            self._check_size(packet.stream.codec_context)  # the decoder refused its size
             self.counters.decode_errors += 1
             self.counters.last_problem = f"decode error: {exc}"
             logger.debug("%s: decode error: %s", self.name, exc)
             return False
         except av.FFmpegError as exc:
+            context = packet.stream.codec_context
+            self._check_size(context)
+            if isinstance(exc, av.error.ArgumentError):  # what the decoder says to max_pixels
+                size = _mpeg_video_size(bytes(packet)) if context.name in _MPEG_VIDEO else None
+                if size is not None:  # MPEG-1/2 forget the size they refused: read it here
+                    check_picture_size(self.name, *size, self.config.max_pixels, self.counters)
             raise SourceError(f"{self.name}: decoder failed: {exc}") from exc
         key = False
         for frame in frames:
             if not isinstance(frame, VideoFrame):
                 continue
+            check_picture_size(
+                self.name, frame.width, frame.height, self.config.max_pixels, self.counters
+            )
             key = key or bool(frame.key_frame)
             pts_time = None
             if frame.pts is not None and frame.time_base is not None:
@@ -316,6 +385,12 @@ class PyAVSource:
                 )
             )
         return key
+
+    def _check_size(self, context: Any) -> None:
+        """Raise ``PictureTooLarge`` when the decoder's picture size is over the cap."""
+        check_picture_size(
+            self.name, context.width, context.height, self.config.max_pixels, self.counters
+        )
 
     def _sender_time(self, pts: int | None) -> float | None:
         """The wall clock the sender reported for the packet of ``pts`` (RTP input only).
@@ -354,4 +429,6 @@ class PyAVSource:
             try:
                 container.close()
             except av.FFmpegError as exc:
-                logger.warning("%s: error while closing: %s", self.name, exc)
+                _throttle.warning(
+                    (self.name, "close"), "%s: error while closing: %s", self.name, exc
+                )

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from ..config import StreamConfig
 from ..errors import FrameDecodeError, SourceError, UnsupportedSource
 from .base import SourceFrame
-from .connection import BufferedConnection, Deadline, SocketSource, decode_jpeg_frame
+from .connection import BufferedConnection, Deadline, SocketSource
 
 __all__ = ["TcpFramedSource", "send_framed_jpeg"]
 
@@ -86,7 +86,7 @@ class TcpFramedSource(SocketSource):
                 self._count(problem, rejected=True)
                 self._drop()
                 raise FrameDecodeError(f"{self.name}: {problem}")
-            frame = decode_jpeg_frame(conn.read_exact(length, deadline))
+            frame = self._decode_jpeg(conn.read_exact(length, deadline))
             if frame is not None:
                 return frame
             self._count(f"undecodable JPEG of {length} bytes skipped", rejected=False)

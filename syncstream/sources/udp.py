@@ -6,10 +6,13 @@ short gap in the stream would force a reopen and a wait for the next keyframe. R
 socket ourselves keeps the demuxer alive through gaps, lets ``interrupt()`` end a blocked
 read at once, and lets us refuse datagrams that are not MPEG-TS before they reach FFmpeg.
 
-The reader also sees the TS packets before FFmpeg does: it ends the input when datagrams
-keep coming but no frame is decoded (null packets only, PIDs nobody reads), and when the
-PAT or PMT changes (a sender restarted with other PIDs or another codec), keeping the
-datagrams from the change on for a new demuxer.
+The reader also sees the TS packets before FFmpeg does: it passes on only the packets of
+the programme's PIDs (see :meth:`~syncstream.sources.mpegts.ProgramWatch.filter`), and
+only datagrams from allowed senders, one sender at a time (see
+:mod:`~syncstream.sources.udp_senders`); it ends the input when datagrams keep coming but
+no frame is decoded (null packets only, PIDs outside the programme), and when the PAT or
+PMT changes (a sender restarted with other PIDs or another codec), keeping the datagrams
+from the change on for a new demuxer.
 """
 
 from __future__ import annotations
@@ -21,23 +24,36 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import SourceChanged, SourceError, SourceStalled, UnsupportedSource
+from ..logs import Throttle
 from .base import SourceCounters
 from .mpegts import ProgramWatch
+from .udp_senders import STAMP_SPACE, SenderGate, arrival_mono, enable_kernel_stamps
 
 __all__ = ["UdpAddress", "UdpTsReader", "parse_udp_url"]
 
 logger = logging.getLogger(__name__)
+_throttle = Throttle(logger)
 
 TS_PACKET = 188
 TS_SYNC = 0x47
 _MAX_DATAGRAM = 65536
 _POLL_INTERVAL = 0.1
+#: Datagrams read in one go at most, so that a flood of dropped ones cannot keep a read
+#: from looking at its interrupt and timeouts.
+_DRAIN_BATCH = 256
 # Query keys ffmpeg users put on udp:// URLs. pkt_size only matters to senders; the others
 # tune ffmpeg's reader, which this module replaces; buffer_size sets our receive buffer.
 _ACCEPTED_QUERY = {"pkt_size", "buffer_size", "fifo_size", "overrun_nonfatal", "timeout", "reuse"}
+
+
+def _shown(source: tuple[str, int]) -> str:
+    """``192.0.2.7:5000`` or ``[2001:db8::7]:5000``."""
+    host, port = source
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class UdpAddress:
@@ -88,14 +104,18 @@ class UdpTsReader:
     ``read()`` blocks until at least one datagram arrives and returns all that are waiting,
     up to the size asked. Datagrams that are not whole TS packets (length not a multiple of
     188 or a packet not starting with 0x47) are dropped and counted in ``counters.rejected``.
-    From :meth:`open` to the first valid datagram, ``counters.waiting_for`` says so
-    (``"no data on udp port 9001"``). After ``timeout`` seconds without a valid datagram,
-    or without a decoded frame (the source sets :attr:`last_frame_mono`), it ends the input
-    with ``SourceStalled``; after :meth:`interrupt` with ``SourceError``; when the PAT or
-    a PMT changes (see :class:`~syncstream.sources.mpegts.ProgramWatch`) with
-    ``SourceChanged``, once the data before the change is read, and :meth:`resume` hands
-    the data from the change on to the next demuxer. The reason is kept in
-    :attr:`failure`.
+    Datagrams from an address outside ``allowed_senders`` (empty: any), and those of a
+    second sender of the programme, are dropped and counted in
+    ``counters.foreign_datagrams`` (see :class:`~syncstream.sources.udp_senders.SenderGate`);
+    TS packets on PIDs outside the programme are dropped and counted in
+    ``counters.foreign_packets``. From :meth:`open` to the first valid datagram,
+    ``counters.waiting_for`` says so (``"no data on udp port 9001"``). After ``timeout``
+    seconds without a valid datagram, or without a decoded frame (the source sets
+    :attr:`last_frame_mono`), it ends the input with ``SourceStalled``; after
+    :meth:`interrupt` with ``SourceError``; when the PAT or a PMT changes (see
+    :class:`~syncstream.sources.mpegts.ProgramWatch`) with ``SourceChanged``, once the data
+    before the change is read, and :meth:`resume` hands the data from the change on to the
+    next demuxer. The reason is kept in :attr:`failure`.
     """
 
     def __init__(
@@ -106,11 +126,14 @@ class UdpTsReader:
         counters: SourceCounters,
         receive_buffer: int,
         timeout: float,
+        allowed_senders: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.address = address
         self.counters = counters
         self.timeout = timeout
+        self._gate = SenderGate(allowed_senders)
+        self._stamp_space = 0  # ancillary room for the kernel's receive stamps, once enabled
         self._receive_buffer = address.buffer_size or receive_buffer
         self._sock: socket.socket | None = None
         self._buffer = bytearray(_MAX_DATAGRAM)
@@ -146,6 +169,7 @@ class UdpTsReader:
             else:
                 sock.bind((host, self.address.port))
             sock.setblocking(False)
+            self._stamp_space = STAMP_SPACE if enable_kernel_stamps(sock) else 0
         except OSError as exc:
             sock.close()
             raise SourceError(
@@ -184,12 +208,7 @@ class UdpTsReader:
             raise SourceError(f"{self.name}: udp reader is not open")
         limit = size if size > 0 else _MAX_DATAGRAM
         if self.failure is None and time.monotonic() - self.last_frame_mono > self.timeout:
-            return self._fail(  # null packets, or PIDs that the demuxer drops
-                SourceStalled(
-                    f"{self.name}: MPEG-TS data on udp port {self.address.port} but no "
-                    f"decodable frame for {self.timeout:.1f} s"
-                )
-            )
+            return self._fail(self._no_frame())  # data the demuxer cannot make a frame of
         while not self._pending:
             if self.failure is not None:
                 return b""
@@ -197,19 +216,22 @@ class UdpTsReader:
                 return self._fail(SourceError(f"{self.name}: interrupted"))
             if self._change is not None:
                 return self._fail(self._change)
-            ready, _, _ = select.select([sock], [], [], _POLL_INTERVAL)
-            if ready:
-                try:
-                    self._drain(sock, limit)
-                except SourceError as exc:
-                    return self._fail(exc)
-            elif time.monotonic() - self._last_data_mono > self.timeout:
+            now = time.monotonic()
+            if now - self._last_data_mono > self.timeout:
                 return self._fail(
                     SourceStalled(
                         f"{self.name}: no MPEG-TS datagram on udp port {self.address.port} "
                         f"for {self.timeout:.1f} s"
                     )
                 )
+            if now - self.last_frame_mono > self.timeout:
+                return self._fail(self._no_frame())  # null packets, PIDs outside the programme
+            ready, _, _ = select.select([sock], [], [], _POLL_INTERVAL)
+            if ready:
+                try:
+                    self._drain(sock, limit)
+                except SourceError as exc:
+                    return self._fail(exc)
         data = bytes(self._pending[:limit])
         del self._pending[:limit]
         return data
@@ -217,6 +239,12 @@ class UdpTsReader:
     def _fail(self, exc: SourceError) -> bytes:
         self.failure = exc
         return b""
+
+    def _no_frame(self) -> SourceStalled:
+        return SourceStalled(
+            f"{self.name}: MPEG-TS data on udp port {self.address.port} but no "
+            f"decodable frame for {self.timeout:.1f} s"
+        )
 
     def watch(self, timeout: float) -> None:
         """End the input after ``timeout`` s without a datagram or a frame, from now on."""
@@ -232,15 +260,23 @@ class UdpTsReader:
         self._change = self.failure = None
 
     def _drain(self, sock: socket.socket, limit: int) -> None:
-        """Move waiting datagrams into the pending bytes, dropping those that are not TS."""
+        """Move waiting datagrams into the pending bytes, dropping those that are not TS,
+        not from the programme's sender, and the packets that are not the programme's."""
         view = memoryview(self._buffer)
-        while len(self._pending) < limit:
+        buffers = [view]
+        for _ in range(_DRAIN_BATCH):
+            if len(self._pending) >= limit:
+                break
             try:
-                length = sock.recv_into(self._buffer)
+                length, ancdata, _, address = sock.recvmsg_into(buffers, self._stamp_space)
             except BlockingIOError:
                 break
             except OSError as exc:
                 raise SourceError(f"{self.name}: udp receive failed: {exc}") from exc
+            source = (str(address[0]), int(address[1]))
+            if not self._gate.allows(source[0]):
+                self._refuse(source)
+                continue
             data = view[:length]
             whole = length > 0 and length % TS_PACKET == 0
             if not whole or bytes(data[::TS_PACKET]).count(TS_SYNC) != length // TS_PACKET:
@@ -252,18 +288,76 @@ class UdpTsReader:
                         f"{self.counters.rejected} datagrams refused"
                     )
                 continue
-            change = self._programs.feed(data)
+            now = time.monotonic()
+            arrival = arrival_mono(ancdata, now)
+            holder = self._gate.rival(source, arrival)
+            if holder is not None and self._programs.carries(data):
+                self._second_sender(source, holder)
+                continue
+            kept = self._programs.filter(data)
+            former = self._gate.passed(source, arrival, kept.pat)
+            if former is not None:
+                logger.info(
+                    "%s: udp port %d: %s sends the stream now (%s fell silent)",
+                    self.name, self.address.port, _shown(source), _shown(former),
+                )  # fmt: skip
+            if kept.foreign:
+                self._foreign(kept.foreign, source)
+            change = kept.change
             if change is not None:
                 self._change = SourceChanged(
                     f"{self.name}: the stream on udp port {self.address.port} changed "
                     f"({change}): reopening its demuxer"
                 )
-            (self._pending if change is None else self._held).extend(data)
+            (self._pending if change is None else self._held).extend(kept.data)
             self.bytes_received += length
             self.counters.waiting_for = None
-            self._last_data_mono = time.monotonic()
+            self._last_data_mono = now
             if change is not None:
                 break  # the datagrams after it wait in the socket for the new demuxer
+
+    def _refuse(self, source: tuple[str, int]) -> None:
+        """Count and report a datagram from an address outside ``allowed_senders``."""
+        counters = self.counters
+        counters.foreign_datagrams += 1
+        counters.last_problem = f"datagram from {source[0]} refused: not an allowed sender"
+        if self.bytes_received == 0:
+            counters.waiting_for = (
+                f"no data from an allowed sender on udp port {self.address.port}: "
+                f"{counters.foreign_datagrams} datagrams from others refused"
+            )
+        _throttle.warning(
+            (self.name, "refused sender"),
+            "%s: udp port %d: datagrams from %s refused, not in allowed_senders (%s); "
+            "%d refused so far",
+            self.name, self.address.port, source[0],
+            ", ".join(str(n) for n in self._gate.networks), counters.foreign_datagrams,
+        )  # fmt: skip
+
+    def _second_sender(self, source: tuple[str, int], holder: tuple[str, int]) -> None:
+        """Count and report a datagram of the programme from a second sender."""
+        counters = self.counters
+        counters.foreign_datagrams += 1
+        counters.last_problem = f"a second sender, {_shown(source)}, on the port"
+        _throttle.warning(
+            (self.name, "second sender"),
+            "%s: udp port %d: two senders share the port: %s sends the stream and %s "
+            "sends on its PIDs too; the datagrams of %s are dropped (%d so far)",
+            self.name, self.address.port, _shown(holder), _shown(source), _shown(source),
+            counters.foreign_datagrams,
+        )  # fmt: skip
+
+    def _foreign(self, packets: int, source: tuple[str, int]) -> None:
+        """Count and report TS packets dropped for their PID."""
+        counters = self.counters
+        counters.foreign_packets += packets
+        counters.last_problem = f"TS packets on PIDs outside the programme from {_shown(source)}"
+        _throttle.warning(
+            (self.name, "foreign PIDs"),
+            "%s: udp port %d: TS packets on PIDs outside its programme dropped, the last "
+            "from %s (%d so far)",
+            self.name, self.address.port, _shown(source), counters.foreign_packets,
+        )  # fmt: skip
 
     def interrupt(self) -> None:
         """Make a blocked :meth:`read` raise within one poll interval. Thread-safe."""

@@ -4,6 +4,7 @@
 - :mod:`~syncstream.processors.recorder.camera`: one camera's copy-or-encode choice and
   the segment each of its frames lands in.
 - :mod:`~syncstream.processors.recorder.segments`: segment rotation and the writer thread.
+- :mod:`~syncstream.processors.recorder.packets`: which packets MPEG-TS carries unchanged.
 
 :class:`~syncstream.recording.Recording` reads what it wrote.
 """

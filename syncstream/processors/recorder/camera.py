@@ -21,7 +21,8 @@ from ...errors import RecordingError
 from ...frames import Frame
 from ...recording.index import CameraLine, RecordingMode, frame_key, to_ticks
 from ...sources.base import EncodedPacket, PacketFormat
-from .segments import PacketItem, PictureItem, SegmentPlan, SegmentWriter, can_copy
+from .packets import can_copy
+from .segments import PacketItem, PictureItem, SegmentPlan, SegmentWriter
 
 __all__ = ["CameraRecorder", "CameraRecordingStats"]
 

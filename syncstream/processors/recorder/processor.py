@@ -27,13 +27,12 @@ from ...frames import Frame, FrameSet
 from ...recording.index import (
     INDEX_NAME,
     CameraLine,
-    EndLine,
     FrameEntry,
     HeaderLine,
-    IndexWriter,
     SetLine,
     check_camera_name,
 )
+from ...recording.writer import IndexWriter
 from ...sources.base import EncodedPacket
 from .camera import CameraRecorder, CameraRecordingStats
 from .segments import SegmentPlan
@@ -53,9 +52,11 @@ class RecorderStats:
     """A snapshot of a recorder's counters."""
 
     directory: str
-    #: Set lines written to the index.
+    #: Set lines on disk (written and fsynced): the sets a replay yields. Sets reach the
+    #: disk every ``flush_interval`` seconds, so this lags the sets the recorder was given.
     sets: int
-    #: Sets seen after the recording stopped on an error, not recorded.
+    #: Sets given to the recorder that are not recorded because it stopped on an error
+    #: (those given after it, and those whose lines could not be written).
     lost_sets: int
     #: True from :meth:`Recorder.attach` until it stops (closed, or an error).
     recording: bool
@@ -75,13 +76,16 @@ class Recorder:
     segments; a new segment starts at the first keyframe after ``segment_seconds`` of
     stream time or about ``segment_bytes`` bytes (None: no limit). ``queue_size`` packets
     (or frames) may wait per camera; beyond that they are dropped, counted, and recording
-    resumes at the next keyframe. The index is flushed every ``flush_interval`` seconds.
+    resumes at the next keyframe. The index is written to disk (and fsynced) every
+    ``flush_interval`` seconds; a set counts as recorded (:attr:`stats`) once it is.
 
     A failure to write (a full disk, an unwritable directory) stops the whole recording:
-    :attr:`error` holds the :class:`RecordingError`, the next call raises it once (the
-    group's worker logs it and, with ``on_error="log"``, goes on), later sets are counted
-    as lost. The group and its other processors are not affected. Calling the recorder
-    after :meth:`close` raises ``RecordingError``. The directory must not hold a recording.
+    :attr:`error` holds the :class:`RecordingError`; the next call finishes the segments
+    (cut back to their last whole packet) and the index (cut back to its last whole line,
+    then its end line) and raises it, once (the group's worker logs and counts it and, with
+    ``on_error="log"``, goes on); later sets are counted as lost. The group and its other
+    processors are not affected. Calling the recorder after :meth:`close` raises
+    ``RecordingError``. The directory must not hold a recording.
     """
 
     #: Copies encoded packets; only sources without them are converted, in each camera's
@@ -115,16 +119,19 @@ class Recorder:
         self.segment_seconds = segment_seconds
         self.segment_bytes = segment_bytes
         self.queue_size = queue_size
-        self._index = IndexWriter(self.directory / INDEX_NAME, flush_interval=flush_interval)
+        self._index = IndexWriter(
+            self.directory / INDEX_NAME, flush_interval=flush_interval, on_error=self._on_error
+        )
         self._lock = threading.Lock()
+        self._finish_lock = threading.Lock()
+        self._finished = False
         self._cameras: dict[str, CameraRecorder] = {}
         self._pending: deque[CameraLine] = deque()  # appended by any thread, written in sets
         self._attached = False
         self._closed = False
         self._error: RecordingError | None = None
         self._reported = False
-        self._sets = 0
-        self._lost_sets = 0
+        self._lost_sets = 0  # sets given after the recording stopped
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -154,7 +161,7 @@ class Recorder:
                     name,
                     SegmentPlan(self.segment_seconds, self.segment_bytes),
                     queue_size=self.queue_size,
-                    on_error=self._on_writer_error,
+                    on_error=self._on_error,
                     on_camera_line=self._pending.append,
                 )
                 for name in names
@@ -172,25 +179,43 @@ class Recorder:
             if self._closed:
                 return
             self._closed = True
-        for camera in self._cameras.values():
-            camera.close(_CLOSE_TIMEOUT)
+        self._finish()
         with self._lock:
-            try:
-                self._write_pending()
-                error = None if self._error is None else str(self._error)
-                self._index.close(EndLine(sets=self._sets, stop_time=time.time(), error=error))
-            except RecordingError as exc:
-                if self._error is None:
-                    self._error = exc
-                else:
-                    logger.warning(
-                        "recorder %s: %s (after the recording stopped)", self.directory, exc
-                    )
             error_to_log = None if self._reported else self._error
             self._reported = True
         if error_to_log is not None:
             logger.error("recorder %s: recording stopped: %s", self.directory, error_to_log)
-        logger.info("recorder %s: closed after %d sets", self.directory, self._sets)
+        logger.info("recorder %s: closed after %d sets", self.directory, self._index.sets)
+
+    def _finish(self) -> None:
+        """Finish the segments, then the index with its end line; once.
+
+        The segments first: their writers are done when the index's reserve is freed
+        for the end line.
+        """
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+            for camera in self._cameras.values():
+                camera.close(_CLOSE_TIMEOUT)
+            with self._lock:
+                if self._error is None:
+                    try:
+                        self._write_pending()
+                    except RecordingError as exc:
+                        self._error = exc
+                error = self._error
+            try:
+                self._index.close(error=None if error is None else str(error))
+            except RecordingError as exc:
+                with self._lock:
+                    if self._error is None:
+                        self._error = exc
+                    elif exc is not self._error:
+                        logger.warning(
+                            "recorder %s: %s (after the recording stopped)", self.directory, exc
+                        )
 
     def __enter__(self) -> Recorder:
         return self
@@ -206,7 +231,10 @@ class Recorder:
     # -- frame sets (the processor's worker) --------------------------------------------
 
     def __call__(self, frameset: FrameSet) -> None:
-        """Append the index line of ``frameset``; cheap: the segments are written elsewhere."""
+        """Queue the index line of ``frameset``; cheap: the files are written elsewhere.
+
+        After a failure to write, the first call finishes the recording and raises it.
+        """
         with self._lock:
             if self._closed:
                 raise RecordingError(f"recorder {self.directory}: closed")
@@ -214,31 +242,39 @@ class Recorder:
                 raise RecordingError(
                     f"recorder {self.directory}: not attached; use group.add_processor(recorder)"
                 )
-            if self._error is not None:
-                self._lost_sets += 1
-                if not self._reported:
-                    self._reported = True
-                    raise self._error
+            if self._error is None and self._record(frameset):
                 return
-            frames = {name: self._entry(name, frame) for name, frame in frameset.frames.items()}
-            line = SetLine.model_construct(
-                seq=frameset.seq,
-                time=frameset.time,
-                skew=frameset.skew,
-                clock=frameset.clock,
-                missing=frameset.missing,
-                emitted_time=frameset.emitted_time,
-                emitted_mono=frameset.emitted_mono,
-                frames=frames,
-            )
-            try:
-                self._write_pending()
-                self._index.write(line)
-            except RecordingError as exc:
-                self._error, self._reported = exc, True
+            self._lost_sets += 1
+            if self._reported:
+                return
+            self._reported = True
+            error = self._error
+        assert error is not None
+        self._finish()  # outside the lock: it waits for the writers, which report to it
+        raise error
+
+    def _record(self, frameset: FrameSet) -> bool:
+        """Queue the set's line; False when the recording stopped (``_error`` is set)."""
+        frames = {name: self._entry(name, frame) for name, frame in frameset.frames.items()}
+        line = SetLine.model_construct(
+            seq=frameset.seq,
+            time=frameset.time,
+            skew=frameset.skew,
+            clock=frameset.clock,
+            missing=frameset.missing,
+            emitted_time=frameset.emitted_time,
+            emitted_mono=frameset.emitted_mono,
+            frames=frames,
+        )
+        try:
+            self._write_pending()
+            self._index.write(line)
+        except RecordingError as exc:
+            if self._error is None:
+                self._error = exc
                 self._stop_writers()
-                raise
-            self._sets += 1
+            return False
+        return True
 
     def _write_pending(self) -> None:
         while self._pending:
@@ -263,14 +299,17 @@ class Recorder:
 
     # -- errors -------------------------------------------------------------------------
 
-    def _on_writer_error(self, error: RecordingError) -> None:
+    def _on_error(self, error: RecordingError) -> None:
+        """A segment writer's or the index writer's thread failed: stop recording."""
         with self._lock:
             if self._error is not None:
-                logger.warning(
-                    "recorder %s: %s (after the recording stopped)", self.directory, error
-                )
+                if error is not self._error:
+                    logger.warning(
+                        "recorder %s: %s (after the recording stopped)", self.directory, error
+                    )
                 return
             self._error = error
+        logger.warning("recorder %s: recording stops: %s", self.directory, error)
         self._stop_writers()
 
     def _stop_writers(self) -> None:
@@ -289,8 +328,8 @@ class Recorder:
         with self._lock:
             return RecorderStats(
                 directory=str(self.directory),
-                sets=self._sets,
-                lost_sets=self._lost_sets,
+                sets=self._index.sets,
+                lost_sets=self._lost_sets + self._index.lost_sets,
                 recording=self._attached and not self._closed and self._error is None,
                 error=None if self._error is None else str(self._error),
                 cameras=cameras,

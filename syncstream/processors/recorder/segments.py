@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pathlib
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -32,25 +34,14 @@ from av.video.stream import VideoStream as AvVideoStream
 from ...errors import RecordingError
 from ...frames import Frame
 from ...recording.index import TICKS_PER_SECOND, RecordingMode, segment_path
+from ...recording.writer import recording_error
 from ...sources.base import EncodedPacket
+from .packets import with_parameter_sets
 
-__all__ = [
-    "COPYABLE_CODECS",
-    "PacketItem",
-    "PictureItem",
-    "SegmentPlan",
-    "SegmentWriter",
-    "can_copy",
-    "recording_error",
-]
+__all__ = ["PacketItem", "PictureItem", "SegmentPlan", "SegmentWriter"]
 
 logger = logging.getLogger(__name__)
 
-#: Codecs whose packets go into MPEG-TS unchanged (H.264 and HEVC in Annex B form).
-COPYABLE_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg1video"})
-_START_CODES = (b"\0\0\1", b"\0\0\0\1")
-#: NAL unit type of a sequence parameter set: H.264, HEVC.
-_SPS_TYPE = {"h264": 7, "hevc": 33}
 _TS_PACKET, _TS_PAYLOAD, _PES_HEADER = 188, 184, 14
 # -mpegts_copyts: keep the camera's timestamps (no shift by the muxer's delay);
 # flush_packets: each packet reaches the OS at once, so a crash loses little and a full
@@ -59,30 +50,6 @@ _MUX_OPTIONS = {"mpegts_copyts": "1", "flush_packets": "1"}
 _ENCODER_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "g": "30"}
 _TS_TIME_BASE = Fraction(1, TICKS_PER_SECOND)
 _JOIN_TIMEOUT = 5.0
-
-
-def can_copy(packet: EncodedPacket) -> bool:
-    """True when ``packet``'s stream can go into MPEG-TS unchanged.
-
-    H.264 and HEVC must be in Annex B form (start codes, as MPEG-TS and RTSP deliver
-    them); MP4 and Matroska files hold length-prefixed units (avcC) and are encoded again.
-    """
-    codec = packet.format.codec
-    if codec not in COPYABLE_CODECS:
-        return False
-    if codec in _SPS_TYPE:
-        extradata = packet.format.extradata
-        if extradata and not extradata.startswith(_START_CODES):
-            return False
-        return packet.data.startswith(_START_CODES)
-    return True
-
-
-def recording_error(message: str, exc: BaseException) -> RecordingError:
-    """A RecordingError for ``message``, with the errno of ``exc`` when it has one."""
-    if isinstance(exc, OSError) and exc.errno is not None:  # PyAV's too, for system errors
-        return RecordingError(exc.errno, f"{message}: {exc.strerror or exc}")
-    return RecordingError(f"{message}: {exc}")
 
 
 def ts_size(payload: int) -> int:
@@ -276,11 +243,11 @@ class SegmentWriter:
             else:
                 self._finish()
         except RecordingError as exc:
-            self._abandon()
+            self._abandon(failed=True)
             self._on_error(exc)
         except Exception as exc:  # a bug must reach the recorder, not vanish with the thread
             logger.exception("%s: recorder writer crashed", self.camera)
-            self._abandon()
+            self._abandon(failed=True)
             error = recording_error(f"camera {self.camera}: writer crashed", exc)
             error.__cause__ = exc
             self._on_error(error)
@@ -330,7 +297,7 @@ class SegmentWriter:
 
     def _mux(self, received: EncodedPacket) -> None:
         assert self._container is not None and self._stream is not None
-        packet = av.Packet(_with_parameter_sets(received))
+        packet = av.Packet(with_parameter_sets(received))
         packet.pts = received.pts
         packet.dts = received.dts if received.dts is not None else received.pts
         packet.time_base = received.format.time_base
@@ -349,50 +316,82 @@ class SegmentWriter:
             self._container.mux_one(packet)
         self.written += 1
 
-    def _finish(self) -> None:
-        """Flush the encoder and close the open segment; errors are RecordingErrors."""
+    def _finish(self, cut_to: int | None = None) -> None:
+        """Flush the encoder, close the open segment and fsync it, so that a failure to
+        write shows here; errors are RecordingErrors.
+
+        ``cut_to``: writing failed; close without writing more (a failure to is only
+        logged) and cut the file back to ``cut_to`` bytes, the end of its last whole packet.
+        """
         container, self._container = self._container, None
         if container is None:
             return
-        stream = self._stream
+        stream, path = self._stream, self._path
+        self._stream = None
         try:
-            if self.mode == "encode" and isinstance(stream, AvVideoStream):
-                for packet in stream.encode(None):
-                    container.mux_one(packet)
-            container.close()
-            if self._path is not None and self._path.exists():
-                self._finished_bytes += self._path.stat().st_size
-                self.progress = (self._number, 0)
+            if cut_to is not None:
+                _close_quietly(container, self.camera)
+                _cut(path, cut_to)
+            else:
+                if self.mode == "encode" and isinstance(stream, AvVideoStream):
+                    for packet in stream.encode(None):
+                        container.mux_one(packet)
+                container.close()
+            self._finished_bytes += _sync(path)
+            self.progress = (self._number, 0)
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise recording_error(f"camera {self.camera}: finishing {self._path}", exc) from exc
-        finally:
-            self._stream = None
+            raise recording_error(f"camera {self.camera}: finishing {path}", exc) from exc
 
-    def _abandon(self) -> None:
-        """Close the open segment after a failure; a second failure is only logged."""
+    def _abandon(self, *, failed: bool = False) -> None:
+        """Close the open segment when the recording stops: after a failure of this
+        writer (``failed``), or of another; a failure to close is only logged, and the
+        file is cut back to its last whole packet."""
+        last_whole = self.progress[1] if self.progress[0] == self._number else 0
         try:
-            self._finish()
+            self._finish(last_whole if failed else None)
         except RecordingError as exc:
             logger.warning("%s: %s (after the recording stopped)", self.camera, exc)
+            if not failed and self._path is not None:
+                try:
+                    _cut(self._path, last_whole)
+                except OSError as cut_error:
+                    logger.warning("%s: cannot cut %s: %s", self.camera, self._path, cut_error)
 
 
-def _with_parameter_sets(packet: EncodedPacket) -> bytes:
-    """The packet's bytes, with the SPS/PPS of the stream's setup put before a keyframe
-    that lacks them (RTSP cameras send them once, out of band), so each segment decodes on
-    its own."""
-    data = packet.data
-    sps = _SPS_TYPE.get(packet.format.codec)
-    extradata = packet.format.extradata
-    if sps is None or not packet.is_keyframe or not extradata.startswith(_START_CODES):
-        return data
-    return data if sps in _nal_types(data, packet.format.codec) else extradata + data
+def _close_quietly(container: OutputContainer, camera: str) -> None:
+    """Close a container whose writing failed; a second failure is only logged."""
+    try:
+        container.close()
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        logger.warning("%s: closing the segment after the failure: %s", camera, exc)
 
 
-def _nal_types(data: bytes, codec: str) -> set[int]:
-    types: set[int] = set()
-    index = data.find(b"\0\0\1")
-    while 0 <= index < len(data) - 3:
-        header = data[index + 3]
-        types.add(header & 0x1F if codec == "h264" else (header >> 1) & 0x3F)
-        index = data.find(b"\0\0\1", index + 3)
-    return types
+def _cut(path: pathlib.Path | None, size: int) -> None:
+    """Cut the regular file ``path`` to ``size`` bytes if it is longer."""
+    if path is None:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_size > size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _sync(path: pathlib.Path | None) -> int:
+    """fsync the regular file ``path``; its size (0: absent, or not a regular file)."""
+    if path is None:
+        return 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0
+        os.fsync(fd)
+        return info.st_size
+    finally:
+        os.close(fd)

@@ -2,6 +2,10 @@
 
 - :mod:`~syncstream.processors.web.view`: :class:`WebView`, the server and its routes.
 - :mod:`~syncstream.processors.web.feed`: one JPEG encoder per output, the MJPEG writer.
+- :mod:`~syncstream.processors.web.connections`: the one thread that accepts connections,
+  reads requests under a deadline and writes short answers; streams get their own threads.
+- :mod:`~syncstream.processors.web.limits`: the caps on connections, and their counts.
+- :mod:`~syncstream.processors.web.auth`: the optional token or user name and password.
 - :mod:`~syncstream.processors.web.http`: request parsing with size caps, response heads.
 - :mod:`~syncstream.processors.web.page`: the HTML page.
 """

@@ -2,8 +2,9 @@
 
 Only what a browser watching a stream needs: one GET per connection (``Connection:
 close``), no request bodies, no keep-alive. A request head longer than
-``MAX_REQUEST_BYTES`` is answered 431 without being read further; the socket's timeout
-bounds every wait, so a client that sends nothing, or accepts nothing, is dropped.
+``MAX_REQUEST_BYTES`` is answered 431 without being read further. Heads are parsed from
+what a non-blocking connection has received so far (:func:`parse_head`), so waiting for
+them costs no thread; see :mod:`~syncstream.processors.web.connections`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import math
 import selectors
 import socket
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
+    "LINGER_BYTES",
+    "LINGER_SECONDS",
     "MAX_REQUEST_BYTES",
     "HttpError",
     "Request",
     "close_gracefully",
     "host_port",
     "json_document",
+    "parse_head",
     "peer_closed",
-    "read_request",
     "response",
     "response_head",
     "send_all",
@@ -39,15 +43,20 @@ logger = logging.getLogger(__name__)
 #: Largest request head (request line and headers) read, in bytes.
 MAX_REQUEST_BYTES = 8 * 1024
 _MAX_QUERY_FIELDS = 16
-_LINGER_SECONDS = 1.0
-_LINGER_BYTES = 64 * 1024
+#: After its answer, a connection's input is drained (see :func:`close_gracefully`) for at
+#: most this long and this many bytes.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 64 * 1024
 _REASONS = {
     200: "OK",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
+    401: "Unauthorized",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -68,6 +77,8 @@ class Request(NamedTuple):
     query: dict[str, list[str]]
     #: The Host header's host name (lower case, no port or brackets); None without one.
     hostname: str | None
+    #: The header fields, by lower-case name (the last of a repeated one).
+    headers: Mapping[str, str] = MappingProxyType({})
 
 
 def host_port(host: str, port: int) -> str:
@@ -75,20 +86,18 @@ def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def read_request(sock: socket.socket) -> Request:
-    """Read and parse a request head of at most ``MAX_REQUEST_BYTES``; a body is ignored.
+def parse_head(buffer: bytes | bytearray) -> Request | None:
+    """The request whose head ``buffer`` starts with, or None while the head is incomplete;
+    anything after the head (a body) is ignored.
 
-    Raises :class:`HttpError` (400, 431) for a head to refuse, ``ConnectionError`` when the
-    client closes first and ``TimeoutError`` after the socket's timeout.
+    Raises :class:`HttpError` (400, 431) for a head to refuse: one that has not ended
+    within ``MAX_REQUEST_BYTES`` is refused without waiting for the rest.
     """
-    buffer = bytearray()
-    while (end := buffer.find(b"\r\n\r\n", 0, MAX_REQUEST_BYTES)) < 0:
+    end = buffer.find(b"\r\n\r\n", 0, MAX_REQUEST_BYTES)
+    if end < 0:
         if len(buffer) >= MAX_REQUEST_BYTES:
             raise HttpError(431, f"request head over {MAX_REQUEST_BYTES} bytes")
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("connection closed before a complete request")
-        buffer += chunk
+        return None
     request_line, *lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
     fields = request_line.split(" ")
     if len(fields) != 3 or not fields[2].startswith("HTTP/1."):
@@ -106,7 +115,7 @@ def read_request(sock: socket.socket) -> Request:
         hostname = None if host is None else urlsplit("//" + host).hostname
     except ValueError as exc:
         raise HttpError(400, f"malformed request: {exc}") from exc
-    return Request(fields[0], target.path, query, hostname)
+    return Request(fields[0], target.path, query, hostname, MappingProxyType(headers))
 
 
 def response_head(status: int, content_type: str, length: int | None, *extra: str) -> bytes:
@@ -117,6 +126,8 @@ def response_head(status: int, content_type: str, length: int | None, *extra: st
         "Cache-Control: no-store",
         "Connection: close",
         "X-Content-Type-Options: nosniff",
+        # the page can be opened with ?token=: no link or request may pass it on
+        "Referrer-Policy: no-referrer",
         *extra,
     ]
     if length is not None:
@@ -163,9 +174,9 @@ def close_gracefully(sock: socket.socket) -> None:
     """
     try:
         sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(_LINGER_SECONDS)
+        sock.settimeout(LINGER_SECONDS)
         drained = 0
-        while drained < _LINGER_BYTES and (chunk := sock.recv(65536)):
+        while drained < LINGER_BYTES and (chunk := sock.recv(65536)):
             drained += len(chunk)
     except OSError as exc:  # reset or timed out: the client got what it was going to get
         logger.debug("closing a connection: %s", exc)

@@ -3,39 +3,35 @@
 ``GET /`` is a page with the live picture and a stats panel; ``GET /stream.mjpg`` streams
 an output as MJPEG (``multipart/x-mixed-replace``); ``GET /snapshot.jpg`` is its newest
 picture; ``GET /stats`` the numbers as JSON. Each output is encoded once per picture by
-its :class:`~syncstream.processors.web.feed.JpegFeed`; each client has its own thread and
-takes the newest JPEG whenever it is ready for one, so a slow client skips pictures
-(counted) and never slows the other clients, the encoder or the group.
+its :class:`~syncstream.processors.web.feed.JpegFeed`; each streaming client has its own
+thread and takes the newest JPEG whenever it is ready for one, so a slow client skips
+pictures (counted) and never slows the other clients, the encoder or the group. Everything
+else (accepting, reading requests, short answers) is one thread's work, under deadlines
+and caps: see :mod:`~syncstream.processors.web.connections`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import selectors
 import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ...errors import ConfigError, StreamClosed, SyncStreamError, WebViewError
 from ...frames import FrameSet
+from ...logs import Throttle
 from ..output import HasOutput, ImageOutput
+from .auth import Access, Credentials
+from .connections import Answer, ConnectionLoop, Deferred, Streamed
 from .feed import JpegFeed, StreamCounters, WebOutputStats, stream_mjpeg
-from .http import (
-    HttpError,
-    Request,
-    close_gracefully,
-    host_port,
-    json_document,
-    read_request,
-    response,
-    send_all,
-    text_response,
-)
+from .http import HttpError, Request, host_port, json_document, response
+from .limits import Limits
 from .page import render_page
 
 if TYPE_CHECKING:
@@ -46,7 +42,6 @@ __all__ = ["Showable", "WebClientStats", "WebView", "WebViewStats"]
 logger = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 2.0
-_SPARE_CONNECTIONS = 8  # beyond max_clients: answered 503; beyond these: closed at once
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: What a web view shows: an output, or a processor that has one (the wall).
@@ -81,25 +76,32 @@ class WebViewStats:
     #: Pictures sent, and dropped for clients still busy with an earlier one.
     sent: int
     dropped: int
-    #: Connections refused (503) because ``max_clients`` were connected.
+    #: Connections refused (503, or closed at once): ``max_clients`` requests served, or
+    #: ``max_connections_per_address`` or ``max_connections`` connections open.
     refused: int
     #: Clients dropped after accepting no data for ``client_timeout`` seconds.
     stalled: int
     #: Requests that failed on a bug (logged with a traceback).
     errors: int
+    #: Connections open now, also those still sending their request.
+    connections: int
+    #: Connections that sent no whole request head within ``head_timeout`` (408).
+    timed_out: int
+    #: Connections closed before their request came, to make room for a new one when
+    #: ``max_connections`` were open (the one that had waited longest).
+    evicted: int
+    #: Requests refused (401) for want of valid credentials.
+    unauthorized: int
 
 
 class _Client:
-    """One connection: its socket, its thread and, once it streams, its counters."""
+    """One client watching a stream: its address, output and counters."""
 
-    def __init__(self, sock: socket.socket, address: str, *, refuse: bool) -> None:
-        self.sock = sock
+    def __init__(self, address: str, output: str) -> None:
         self.address = address
-        self.refuse = refuse
-        self.output: str | None = None
+        self.output = output
         self.counters = StreamCounters()
         self.since_mono = time.monotonic()
-        self.thread: threading.Thread | None = None
 
 
 def _resolve(
@@ -128,7 +130,8 @@ class WebView:
     default. As a processor (:meth:`StreamGroup.add_processor`) it is started by
     ``attach`` and serves the group's stats and its newest frame set's timing; alone, use
     ``with WebView(output) as view:``. It binds to 127.0.0.1 unless told otherwise: other
-    addresses expose the video, without authentication, to whoever can reach them.
+    addresses expose the video to whoever can reach them, unless ``token`` or
+    ``username`` and ``password`` are set (without them, a warning says so at start).
 
     >>> with WebView(wall, port=8080) as view:  # doctest: +SKIP
     ...     print("open", view.url)
@@ -146,14 +149,26 @@ class WebView:
         jpeg_quality: int = 80,
         max_clients: int = 32,
         client_timeout: float = 10.0,
+        head_timeout: float = 5.0,
+        max_connections: int = 256,
+        max_connections_per_address: int = 16,
         title: str = "syncstream",
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         """Describe the server; nothing listens before :meth:`start`.
 
-        ``port=0`` picks a free port (see :attr:`url`). At most ``max_clients`` connections
-        (streams, page and stats requests) are served at once; a few more are answered 503,
-        the rest closed. A client that sends no request, or accepts no data, for
-        ``client_timeout`` seconds is dropped. Raises :class:`ConfigError` for a bad value.
+        ``port=0`` picks a free port (see :attr:`url`). At most ``max_clients`` requests
+        (streams, page, stats and snapshot requests) are served at once, 503 beyond. A
+        client must send its whole request within ``head_timeout`` seconds (408 else), and
+        is dropped when it accepts no data for ``client_timeout`` seconds. At most
+        ``max_connections_per_address`` connections from one address (503, closed) and
+        ``max_connections`` in all are open; beyond those, the connection that has waited
+        longest for its request is closed to make room. With ``token`` or ``username``
+        and ``password``, every request must show them (401 else); see
+        :mod:`~syncstream.processors.web.auth`. Raises :class:`ConfigError` for a bad
+        value (naming the field, never a secret).
         """
         resolved = _resolve(outputs)
         if not resolved:
@@ -166,9 +181,28 @@ class WebView:
             raise ConfigError(f"max_clients must be >= 1, got {max_clients}")
         if not client_timeout > 0:
             raise ConfigError(f"client_timeout must be > 0, got {client_timeout}")
+        if not head_timeout > 0:
+            raise ConfigError(f"head_timeout must be > 0, got {head_timeout}")
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        if max_connections_per_address < 1:
+            got = max_connections_per_address
+            raise ConfigError(f"max_connections_per_address must be >= 1, got {got}")
+        self._credentials = (
+            None
+            if token is None and username is None and password is None
+            else Credentials(token=token, username=username, password=password)
+        )
         self.host = host
         self.max_clients = max_clients
         self.client_timeout = client_timeout
+        self.limits = Limits(
+            max_clients=max_clients,
+            max_connections=max_connections,
+            max_per_address=max_connections_per_address,
+            head_timeout=head_timeout,
+            client_timeout=client_timeout,
+        )
         self._port = port
         self._feeds = {name: JpegFeed(name, out, jpeg_quality) for name, out in resolved.items()}
         self._default = next(iter(self._feeds))
@@ -176,15 +210,15 @@ class WebView:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._address: tuple[str, int] | None = None
-        self._wake: tuple[socket.socket, socket.socket] | None = None
-        self._thread: threading.Thread | None = None
+        self._connections: ConnectionLoop | None = None
         self._clients: set[_Client] = set()
         self._closed = False
         self._loopback_only = False
+        self._cookie_name = "syncstream"
         self._group: StreamGroup | None = None
         self._frameset: dict[str, object] | None = None
-        self._requests = self._sent = self._dropped = 0
-        self._refused = self._stalled = self._errors = 0
+        self._sent = self._dropped = self._unauthorized = 0
+        self._throttle = Throttle(logger)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -206,15 +240,24 @@ class WebView:
             self._listener = listener
             host, port = listener.getsockname()[:2]
             self._address = (str(host), int(port))
-            self._loopback_only = ipaddress.ip_address(self.address[0]).is_loopback
-            self._wake = socket.socketpair()
+            bound = ipaddress.ip_address(self.address[0])
+            mapped = bound.ipv4_mapped if isinstance(bound, ipaddress.IPv6Address) else None
+            self._loopback_only = (mapped or bound).is_loopback
+            # cookies are not kept apart by port: one per view on a host
+            self._cookie_name = f"syncstream-{port}"
             for feed in self._feeds.values():
                 feed.start()
-            self._thread = threading.Thread(
-                target=self._accept_loop, name=f"syncstream-web:{self.address[1]}", daemon=True
-            )
-            self._thread.start()
+            where = host_port(*self.address)
+            self._connections = ConnectionLoop(listener, self._handle, self.limits, where)
+            self._connections.start()
         logger.info("web view %s serving", self.url)
+        if not self._loopback_only and self._credentials is None:
+            logger.warning(
+                "web view %s: listening on %s without authentication: whoever reaches it "
+                "sees the cameras and the stats; set a token or a username and password",
+                self.url,
+                where,
+            )
         return self
 
     def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
@@ -223,27 +266,14 @@ class WebView:
             if self._closed:
                 return
             self._closed = True
-            clients = list(self._clients)
-        if self._wake is not None:
-            self._wake[1].send(b"x")
-        for feed in self._feeds.values():
+        for feed in self._feeds.values():  # ends the streams
             feed.close()
-        for client in clients:
-            try:  # wakes a thread blocked sending to (or reading from) its client
-                client.sock.shutdown(socket.SHUT_RDWR)
-            except OSError as exc:  # the client's thread closed it already
-                logger.debug("web view: client %s: shutdown: %s", client.address, exc)
-        threads = [self._thread, *(c.thread for c in clients)]
-        for thread in threads:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout)
-                if thread.is_alive():
-                    logger.warning("web view: thread %s still running", thread.name)
+        if self._connections is not None:
+            self._connections.close(timeout)
         for feed in self._feeds.values():
             feed.join(timeout)
-        for sock in (self._listener, *(self._wake or ())):
-            if sock is not None:
-                sock.close()
+        if self._listener is not None:
+            self._listener.close()
         logger.info("web view %s closed", self._url_or_host())
 
     def __enter__(self) -> WebView:
@@ -297,29 +327,35 @@ class WebView:
     def stats(self) -> WebViewStats:
         """A snapshot of the counters of the view, its outputs and its streaming clients."""
         now = time.monotonic()
+        loop = self._connections
+        counts = None if loop is None else loop.counts()
         with self._lock:
-            streaming = [c for c in self._clients if c.output is not None]
             clients = tuple(
                 WebClientStats(
                     address=c.address,
-                    output=c.output or "",
+                    output=c.output,
                     sent=c.counters.sent,
-                    dropped=c.counters.dropped_by(self._feeds[c.output or ""].newest_number()),
+                    dropped=c.counters.dropped_by(self._feeds[c.output].newest_number()),
                     connected_for=now - c.since_mono,
                 )
-                for c in streaming
+                for c in self._clients
             )
-            return WebViewStats(
-                url=None if self._address is None else self.url,
-                outputs={name: feed.stats() for name, feed in self._feeds.items()},
-                clients=clients,
-                requests=self._requests,
-                sent=self._sent + sum(c.sent for c in clients),
-                dropped=self._dropped + sum(c.dropped for c in clients),
-                refused=self._refused,
-                stalled=self._stalled,
-                errors=self._errors,
-            )
+            sent, dropped, unauthorized = self._sent, self._dropped, self._unauthorized
+        return WebViewStats(
+            url=None if self._address is None else self.url,
+            outputs={name: feed.stats() for name, feed in self._feeds.items()},
+            clients=clients,
+            requests=0 if counts is None else counts.requests,
+            sent=sent + sum(c.sent for c in clients),
+            dropped=dropped + sum(c.dropped for c in clients),
+            refused=0 if counts is None else counts.refused,
+            stalled=0 if counts is None else counts.stalled,
+            errors=0 if counts is None else counts.errors,
+            connections=0 if counts is None else counts.connections,
+            timed_out=0 if counts is None else counts.timed_out,
+            evicted=0 if counts is None else counts.evicted,
+            unauthorized=unauthorized,
+        )
 
     def _stats_document(self) -> bytes:
         group = self._group
@@ -333,106 +369,62 @@ class WebView:
 
     # -- serving ----------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        listener, wake = self._listener, self._wake
-        assert listener is not None and wake is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(wake[0], selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select():
-                    if key.fileobj is wake[0]:
-                        return
-                    try:
-                        sock, peer = listener.accept()
-                    except OSError as exc:  # out of file descriptors, say: keep serving
-                        logger.warning("web view on %s: accept failed: %s", self.host, exc)
-                        time.sleep(0.1)  # the listener stays readable; do not spin
-                        continue
-                    self._admit(sock, host_port(str(peer[0]), int(peer[1])))
-
-    def _admit(self, sock: socket.socket, address: str) -> None:
-        with self._lock:
-            count = len(self._clients)
-            admitted = not self._closed and count < self.max_clients + _SPARE_CONNECTIONS
-            if admitted:  # beyond max_clients, a connection only reads its request: 503
-                client = _Client(sock, address, refuse=count >= self.max_clients)
-                client.thread = threading.Thread(
-                    target=self._serve, args=(client,), name=f"syncstream-web-client:{address}"
-                )
-                client.thread.daemon = True
-                self._clients.add(client)
-                client.thread.start()
-            else:
-                self._refused += 1
-        if not admitted:
-            logger.warning("web view: %s refused without an answer: too many clients", address)
-            sock.close()
-
-    def _serve(self, client: _Client) -> None:
-        sock = client.sock
-        stalled = False
-        try:
-            sock.settimeout(self.client_timeout)
-            try:
-                request = read_request(sock)
-                with self._lock:
-                    self._requests += 1
-                    if client.refuse:
-                        self._refused += 1
-                if client.refuse:
-                    logger.warning("web view: %s refused: too many clients", client.address)
-                    raise HttpError(503, "too many clients", "Retry-After: 5")
-                self._route(client, request)
-            except HttpError as exc:
-                send_all(sock, text_response(exc.status, exc.message, *exc.headers))
-        except TimeoutError:
-            stalled = client.output is not None
-            if stalled:
-                with self._lock:
-                    self._stalled += 1
-                logger.info("web view: client %s accepted nothing; dropped", client.address)
-        except OSError as exc:  # the client left, or close() ended the connection
-            logger.debug("web view: client %s: %s", client.address, exc)
-        except Exception:
-            logger.exception("web view: client %s: request failed", client.address)
-            with self._lock:
-                self._errors += 1
-        finally:
-            if stalled:  # nothing left to say to it
-                sock.close()
-            else:
-                close_gracefully(sock)
-            with self._lock:  # forgotten (and no longer joined by close()) once closed
-                self._clients.discard(client)
-                self._sent += client.counters.sent
-                self._dropped += client.counters.dropped
-
-    def _route(self, client: _Client, request: Request) -> None:
+    def _handle(self, request: Request, address: str) -> Answer:
+        """Answer a request (on the connection loop's thread: only quick work here)."""
         if request.method != "GET":
             raise HttpError(405, "only GET is served", "Allow: GET")
         if self._loopback_only and request.hostname not in (None, *_LOOPBACK_NAMES):
             # a page of another site reaching us through DNS rebinding names its own host
             raise HttpError(403, "this web view answers requests for localhost only")
+        access = Access.OPEN
+        if self._credentials is not None:
+            checked = self._credentials.check(request, self._cookie_name)
+            if checked is None:
+                with self._lock:
+                    self._unauthorized += 1
+                self._throttle.warning(
+                    ("401", address.rpartition(":")[0]),
+                    "web view %s: %s refused: no valid credentials",
+                    self._url_or_host(),
+                    address,
+                )
+                raise HttpError(401, "authentication required", *self._credentials.challenges())
+            access = checked
         if request.path in ("/", "/index.html"):
-            send_all(client.sock, response(200, "text/html; charset=utf-8", self._page))
-        elif request.path == "/stats":
-            send_all(client.sock, response(200, "application/json", self._stats_document()))
-        elif request.path in ("/stream.mjpg", "/snapshot.jpg"):
+            cookie: tuple[str, ...] = ()
+            if access is Access.QUERY_TOKEN and self._credentials is not None:
+                cookie = self._credentials.set_cookie(self._cookie_name)
+            return response(200, "text/html; charset=utf-8", self._page, *cookie)
+        if request.path == "/stats":
+            return Deferred(lambda: response(200, "application/json", self._stats_document()))
+        if request.path in ("/stream.mjpg", "/snapshot.jpg"):
             name = request.query.get("output", [self._default])[0]
             feed = self._feeds.get(name)
             if feed is None:
                 raise HttpError(404, f"no output named {name!r}")
             if request.path == "/stream.mjpg":
-                client.output = feed.name
-                stream_mjpeg(client.sock, feed, client.counters)
-                return
-            data = feed.snapshot()
-            if data is None:
-                raise HttpError(503, f"output {name!r} has no picture yet", "Retry-After: 1")
-            send_all(client.sock, response(200, "image/jpeg", data))
-        else:
-            raise HttpError(404, f"nothing at {request.path}")
+                return Streamed(partial(self._stream, feed, address))
+            return Deferred(partial(self._snapshot, feed))
+        raise HttpError(404, f"nothing at {request.path}")
+
+    @staticmethod
+    def _snapshot(feed: JpegFeed) -> bytes:
+        data = feed.snapshot()
+        if data is None:
+            raise HttpError(503, f"output {feed.name!r} has no picture yet", "Retry-After: 1")
+        return response(200, "image/jpeg", data)
+
+    def _stream(self, feed: JpegFeed, address: str, sock: socket.socket) -> None:
+        client = _Client(address, feed.name)
+        with self._lock:
+            self._clients.add(client)
+        try:
+            stream_mjpeg(sock, feed, client.counters)
+        finally:
+            with self._lock:
+                self._clients.discard(client)
+                self._sent += client.counters.sent
+                self._dropped += client.counters.dropped
 
     def _url_or_host(self) -> str:
         return self.host if self._address is None else self.url
