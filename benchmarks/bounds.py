@@ -34,7 +34,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from syncstream import LocalSender, RemoteSender, SSHHost
+from senders import sshd_host  # this folder: the SSHHost of the throwaway sshd
+
+from syncstream import LocalSender, RemoteSender
 from syncstream.lines import LineSplitter
 from syncstream.senders import free_udp_port
 from syncstream.senders.base import Sender
@@ -78,7 +80,7 @@ try:
 except SyncStreamError as exc:
     error = exc.__cause__ or exc
 finally:
-    sender.stop()
+    sender.close()
     stream.close()
 print(json.dumps({"base_kib": base, "peak_kib": status("VmHWM"), "read": read,
                   "error": type(error).__name__ if error else None}))
@@ -130,7 +132,7 @@ def flood_round(make: Callable[[], Sender]) -> dict[str, float]:
             pause.wait(0.01)
         seconds, cpu = time.monotonic() - begin, time.process_time() - cpu
     finally:
-        sender.stop()
+        sender.close()
         logger.removeHandler(handler)
     tail = sender.stderr_tail
     return {
@@ -195,15 +197,7 @@ def main() -> None:
                  for _ in range(args.rounds)]  # fmt: skip
         results["8 MB line, local sender"] = summary(local)
         with tempfile.TemporaryDirectory() as workdir, start_sshd(Path(workdir)) as server:
-            host = SSHHost(
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                key_filename=str(server.user_key),
-                known_hosts_file=str(server.known_hosts),
-                allow_agent=False,
-                look_for_keys=False,
-            )
+            host = sshd_host(server)
             remote = [flood_round(lambda: RemoteSender(host, ["sh", "-c", FLOOD], name="flood"))
                       for _ in range(args.rounds)]  # fmt: skip
         results["8 MB line, remote sender"] = summary(remote)

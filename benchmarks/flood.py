@@ -132,7 +132,7 @@ def run_round(seconds: float, rate: float, seed: int) -> dict[str, float]:
         child.stdin.flush()
         result = json.loads(child.stdout.readline())
     finally:
-        sender.stop()
+        sender.close()
         child.wait(30)
     inside = sorted(s for s in result["stamps"] if start_time <= s < end_time)
     edges = [start_time, *inside, end_time]

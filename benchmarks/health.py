@@ -104,7 +104,7 @@ def run_switches(name: str, rounds: int) -> dict[str, list[float]]:
             _read_size(stream, SIZES[0], 15.0)
             for index in range(1, rounds + 1):
                 size, (codec, mux) = SIZES[index % 2], variants[index % 2]
-                current.stop()
+                current.close()
                 time.sleep(0.1)  # the old sender's last datagrams are passed on unstamped
                 forwarder.arm()
                 current = sender(forwarder.url, size, codec, mux).start()
@@ -113,7 +113,7 @@ def run_switches(name: str, rounds: int) -> dict[str, list[float]]:
                 samples.setdefault(label, []).append(frame.arrival_mono - forwarder.first_mono)
                 time.sleep(0.5)  # a steady stream before the next switch
         finally:
-            current.stop()
+            current.close()
             forwarder.close()
     return samples
 
@@ -140,7 +140,7 @@ def run_null_packets(rounds: int, stall_timeout: float) -> list[float]:
             try:
                 stream.read(timeout=15)
             finally:
-                camera.stop()
+                camera.close()
             while stream.state is StreamState.LIVE:
                 sock.sendto(NULL_DATAGRAM, ("127.0.0.1", port))
                 time.sleep(0.002)

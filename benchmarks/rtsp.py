@@ -35,48 +35,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import importlib.util
-import json
-import os
-import pathlib
 import socket
-import statistics
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from latency import SeedVideoStream, pair_newest
+from stamped_sets import (  # this folder: what this benchmark and mixed.py do alike
+    SetSamples,
+    measure,
+    print_head,
+    print_table,
+    receive_seed,
+    report_reconnects,
+    rtsp_server,
+    wait_for_set,
+)
 
-from syncstream import Camera, StampNotFound, StreamGroup
-from syncstream.probe import decode_stamp
+from syncstream import Camera, StreamGroup
 
 SIZE = (640, 480)
 FPS = 25
-#: Longest wait for every camera's first sender report (RFC 3550: within 7.5 s).
-REPORT_WAIT = 15.0
-#: Times a round is tried, on fresh servers, when a server does not serve a session.
-ROUND_ATTEMPTS = 3
-
-
-@functools.cache
-def _load_fixture() -> Callable[..., AbstractContextManager[str]]:
-    """``rtsp_server`` of tests/rtsp_fixture.py, which starts and stops the test server."""
-    path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "rtsp_fixture.py"
-    spec = importlib.util.spec_from_file_location("rtsp_fixture", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    reason = module.rtsp_server_available()
-    if reason is not None:
-        raise RuntimeError(reason)
-    server: Callable[..., AbstractContextManager[str]] = module.rtsp_server
-    return server
 
 
 class DelayProxy:
@@ -191,19 +172,15 @@ class DelayProxy:
             target.shutdown(socket.SHUT_WR)
 
 
-class CameraFailed(RuntimeError):
-    """A camera's server did not serve a session: the round is run again on fresh servers."""
-
-
 @dataclass
-class Samples:
-    """What one receiver measured in one round (seconds)."""
+class Samples(SetSamples):
+    """What one receiver measured in one round (seconds), with syncstream's capture times."""
 
-    skews: list[float] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
     capture_errors: list[float] = field(default_factory=list)
-    #: Sets not measured, by reason (partial, aligned by arrival, stamp unreadable).
-    unmeasured: Counter[str] = field(default_factory=Counter)
+
+    def series(self) -> dict[str, list[float]]:
+        """Skew, latency and capture-time error (as magnitudes)."""
+        return {**super().series(), "capture_error": [abs(e) for e in self.capture_errors]}
 
 
 def receive_syncstream(urls: list[str], seconds: float) -> Samples:
@@ -211,86 +188,40 @@ def receive_syncstream(urls: list[str], seconds: float) -> Samples:
     samples = Samples()
     cams = [Camera(name=f"cam{i}", url=url) for i, url in enumerate(urls)]
     with StreamGroup(cams, sync="nearest", max_skew=None) as group:
-        deadline = time.monotonic() + REPORT_WAIT
-        while not ((fs := group.read(timeout=15)).complete and fs.clock == "sender"):
-            if time.monotonic() > deadline:
-                raise CameraFailed(
-                    f"syncstream: no full set on capture time in {REPORT_WAIT} s: {fs}"
-                )
+        wait_for_set(group, lambda fs: fs.complete and fs.clock == "sender")
         begin = time.monotonic()
         while time.monotonic() - begin < seconds:
             fs = group.read(timeout=10)
             if not fs.complete or fs.clock != "sender":
                 samples.unmeasured[f"missing {fs.missing}" if fs.missing else "arrival"] += 1
                 continue
-            images = [frame.image for frame in fs.frames.values()]
-            now = time.time()
-            try:
-                stamps = [decode_stamp(image) for image in images]
-            except StampNotFound:
-                samples.unmeasured["no stamp"] += 1
+            stamps = samples.measure([frame.image for frame in fs.frames.values()])
+            if stamps is None:
                 continue
-            samples.skews.append(max(stamps) - min(stamps))
-            samples.latencies.append(now - min(stamps))
             for frame, stamp in zip(fs.frames.values(), stamps, strict=True):
                 if frame.capture_time is not None:
                     samples.capture_errors.append(frame.capture_time - stamp)
-        for name, camera in group.stats.cameras.items():
-            if camera.stream.reconnects or camera.stream.last_error:
-                print(f"syncstream: {name} reconnected {camera.stream.reconnects} times, "
-                      f"last error: {camera.stream.last_error}", file=sys.stderr)  # fmt: skip
-    return samples
-
-
-def _open_seed(url: str, attempts: int = 2) -> SeedVideoStream:
-    """The tutorial's reader on ``url``, opened again if the server refused the session."""
-    for _ in range(attempts):
-        stream = SeedVideoStream(url)
-        if stream.ret:
-            return stream
-        stream.cap.release()
-        print(f"seed: {url} not opened", file=sys.stderr)
-    raise CameraFailed(f"seed: {url} not opened in {attempts} attempts")
-
-
-def receive_seed(urls: list[str], seconds: float) -> Samples:
-    """The tutorial's loop: the newest frame of each threaded cv2 reader, polled every ms."""
-    samples = Samples()
-    streams: list[SeedVideoStream] = []
-    try:
-        for url in urls:
-            streams.append(_open_seed(url).start())
-        for skew, latency in pair_newest(streams, 0.0, seconds):
-            samples.skews.append(skew)
-            samples.latencies.append(latency)
-    finally:
-        for stream in streams:
-            stream.release()
+        report_reconnects(group)
     return samples
 
 
 RECEIVERS: dict[str, Callable[[list[str], float], Samples]] = {
     "syncstream": receive_syncstream,
-    "seed": receive_seed,
+    "seed": lambda urls, seconds: receive_seed(urls, seconds, Samples()),
 }
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 @contextlib.contextmanager
 def cameras(count: int, delay: float) -> Iterator[list[str]]:
     """``count`` stamped RTSP servers; the last one only over TCP, behind a DelayProxy."""
-    rtsp_server = _load_fixture()
+    server = rtsp_server()
     with contextlib.ExitStack() as stack:
         urls = []
         for index in range(count):
             delayed = index == count - 1 and delay > 0
             extra = ["--stamp", "--transports", "tcp"] if delayed else ["--stamp"]
             url = stack.enter_context(
-                rtsp_server(width=SIZE[0], height=SIZE[1], fps=FPS, extra_args=extra)
+                server(width=SIZE[0], height=SIZE[1], fps=FPS, extra_args=extra)
             )
             if delayed:
                 host_port, _, path = url.removeprefix("rtsp://").partition("/")
@@ -299,27 +230,6 @@ def cameras(count: int, delay: float) -> Iterator[list[str]]:
                 url = f"rtsp://{host}:{proxy.port}/{path}"
             urls.append(url)
         yield urls
-
-
-def _summary(rows: list[Samples], seconds: float) -> dict[str, float]:
-    """Medians over rounds of each round's p50 and p95 in ms (errors as magnitudes), sets/s."""
-    figures: dict[str, list[float]] = {}
-    for samples in rows:
-        series = {
-            "skew": samples.skews,
-            "latency": samples.latencies,
-            "capture_error": [abs(e) for e in samples.capture_errors],
-        }
-        for key, values in series.items():
-            if values:
-                figures.setdefault(f"{key}_p50_ms", []).append(_percentile(values, 0.5))
-                figures.setdefault(f"{key}_p95_ms", []).append(_percentile(values, 0.95))
-        figures.setdefault("sets_per_s", []).append(len(samples.skews) / seconds)
-    scale = {"sets_per_s": 1.0}
-    return {
-        key: round(statistics.median(values) * scale.get(key, 1000.0), 1)
-        for key, values in figures.items()
-    }
 
 
 def main() -> int:
@@ -333,56 +243,28 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
 
-    load_before = os.getloadavg()[0]
-    results: dict[str, list[Samples]] = {name: [] for name in RECEIVERS}
-    for round_index in range(args.rounds):
-        for attempt in range(1, ROUND_ATTEMPTS + 1):
-            try:
-                with cameras(args.cameras, args.delay) as urls:  # fresh phases every round
-                    rows = {
-                        name: receive(urls, args.seconds) for name, receive in RECEIVERS.items()
-                    }
-                break
-            except CameraFailed as exc:
-                print(f"round {round_index + 1} attempt {attempt}: {exc}", file=sys.stderr)
-        else:
-            return 1
-        for name, samples in rows.items():
-            if not samples.skews:
-                print(f"{name}: no stamped set received ({dict(samples.unmeasured)})",
-                      file=sys.stderr)  # fmt: skip
-                return 1
-            results[name].append(samples)
-            row = _summary([samples], args.seconds)
-            print(f"round {round_index + 1} {name:<10} "
-                  + " ".join(f"{k} {v}" for k, v in row.items())
-                  + f" unmeasured {dict(samples.unmeasured)}", file=sys.stderr)  # fmt: skip
-    load_after = os.getloadavg()[0]
-
-    summary = {name: _summary(rows, args.seconds) for name, rows in results.items()}
-    seed = summary["seed"]
-    for row in summary.values():
-        for key in ("skew_p95_ms", "latency_p50_ms"):
-            ratio = row[key] / seed[key] if seed[key] else 0.0
-            row[key.removesuffix("_ms") + "_vs_seed"] = round(ratio, 3)
-    if args.json:
-        report = {"cameras": args.cameras, "rounds": args.rounds, "seconds": args.seconds,
-                  "delay": args.delay, "load": [load_before, load_after],
-                  "receivers": summary}  # fmt: skip
-        print(json.dumps(report))
+    measured = measure(
+        args.rounds,
+        lambda: cameras(args.cameras, args.delay),
+        RECEIVERS,
+        args.seconds,
+        (("skew_p95_ms", "latency_p50_ms"), 3),
+    )
+    if measured is None:
+        return 1
+    summary, load = measured
+    settings = {"cameras": args.cameras, "rounds": args.rounds, "seconds": args.seconds,
+                "delay": args.delay}  # fmt: skip
+    title = (f"{args.cameras} RTSP cameras {SIZE[0]}x{SIZE[1]}@{FPS} x264 on loopback, the last "
+             f"+{args.delay * 1000:g} ms; skew and latency from pixel stamps")  # fmt: skip
+    if print_head(settings, title, summary, load, args.json):
         return 0
-    print(f"{args.cameras} RTSP cameras {SIZE[0]}x{SIZE[1]}@{FPS} x264 on loopback, the last "
-          f"+{args.delay * 1000:g} ms; skew and latency from pixel stamps")  # fmt: skip
-    print(f"medians over {args.rounds} rounds of {args.seconds:g} s; "
-          f"load average {load_before:.2f} -> {load_after:.2f}")  # fmt: skip
     columns = ("capture_error_p50_ms", "capture_error_p95_ms", "skew_p50_ms", "skew_p95_ms",
                "latency_p50_ms", "latency_p95_ms", "sets_per_s", "skew_p95_vs_seed",
                "latency_p50_vs_seed")  # fmt: skip
     heads = ("err p50", "err p95", "skew p50", "skew p95", "lat p50", "lat p95", "sets/s",
              "p95/seed", "lat/seed")  # fmt: skip
-    print(f"{'receiver':<11}" + "".join(f"{h:>10}" for h in heads))
-    for name, row in summary.items():
-        print(f"{name:<11}" + "".join(f"{row.get(c, '-')!s:>10}" for c in columns))
+    print_table(summary, columns, heads, 11)
     return 0
 
 

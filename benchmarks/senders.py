@@ -46,7 +46,8 @@ from syncstream.testing.sshd import SshdServer, start_sshd
 SIZE = (640, 480)
 
 
-def _host(server: SshdServer) -> SSHHost:
+def sshd_host(server: SshdServer) -> SSHHost:
+    """An SSHHost for the throwaway ``server``: its known key, the user key only."""
     return SSHHost(
         hostname=server.host,
         port=server.port,
@@ -120,19 +121,19 @@ def _receiver() -> tuple[socket.socket, str]:
 
 
 def start_stop_ours(server: SshdServer) -> tuple[float, float]:
-    """RemoteSender: seconds to the first datagram, seconds for stop() to end ffmpeg."""
+    """RemoteSender: seconds to the first datagram, seconds for close() to end ffmpeg."""
     receiver, destination = _receiver()
     config = SenderConfig(destination=destination, size=SIZE)
     with receiver:
         begin = time.monotonic()
-        sender = RemoteSender(_host(server), config)
+        sender = RemoteSender(sshd_host(server), config)
         starter = threading.Thread(target=sender.start)  # start() also waits startup_wait
         starter.start()
         receiver.recv(2048)
         first = time.monotonic() - begin
         starter.join()
         stop_begin = time.monotonic()
-        sender.stop()
+        sender.close()
         _wait(_gone(destination), 10)
         stopped = time.monotonic() - stop_begin
     return first, stopped
@@ -185,7 +186,7 @@ def orphan(server: SshdServer, seed: bool, limit: float) -> float:
                 str(server.known_hosts), _seed_command(destination)]  # fmt: skip
         argv = [sys.executable, "-c", _CHILD_SEED, *args]
     else:
-        argv = [sys.executable, "-c", _CHILD_OURS, _host(server).model_dump_json(), destination]
+        argv = [sys.executable, "-c", _CHILD_OURS, sshd_host(server).model_dump_json(), destination]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -228,7 +229,7 @@ def main() -> int:
                 results[name]["first_packet"].append(first)
                 results[name]["stop"].append(stopped)
                 results[name]["orphan"].append(orphan(server, name == "seed", args.orphan_wait))
-            with SSHSession(_host(server)) as session:
+            with SSHSession(sshd_host(server)) as session:
                 measured = session.measure_clock_offset()
             offsets.append(measured.offset)
             uncertainties.append(measured.uncertainty)

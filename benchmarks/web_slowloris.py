@@ -3,8 +3,9 @@
 A web view runs in a child process (so its memory is its own), showing a 640x480 output
 published 20 times a second, with its default limits. Per round, the legitimate client
 (127.0.0.1) reads ``/stream.mjpg`` and asks for ``/stats`` over and over for ``--seconds``,
-first alone, then while ``--connections`` connections (from 127.0.0.2 and up, ten per
-address) each send one byte of a request head that never ends every 0.5-0.8 s, and open
+first alone, then while ``--connections`` connections
+(:class:`~syncstream.testing.slowloris.Slowloris`, from 127.0.0.2 and up, ten per address)
+each send one byte of a request head that never ends every 0.5-0.8 s, and open
 again whenever the server closes them. For each phase: the ``/stats`` requests answered
 and failed (reset, refused or no answer within 5 s), and the stream pictures received.
 The child reports its resident memory before the first round and its peak (``VmHWM`` of
@@ -21,8 +22,6 @@ import argparse
 import http.client
 import json
 import os
-import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,6 @@ import time
 from typing import Any
 
 FRAME_RATE = 20.0
-_HEAD = b"GET /stats HTTP/1.1\r\nHost: localhost\r\nX-Padding: " + b"a" * 8192
 
 
 def _status(field: str) -> int:
@@ -83,70 +81,6 @@ def serve() -> None:
         }
     stop.set()
     print(json.dumps(report), flush=True)
-
-
-class Drippers:
-    """``count`` slowloris connections on one thread (see the module's docstring)."""
-
-    def __init__(self, port: int, count: int) -> None:
-        self.port, self.count = port, count
-        self.opened = self.failed_connects = 0
-        self._stop = threading.Event()
-        self._rng = random.Random(7)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _open(self, index: int) -> tuple[socket.socket | None, int, float]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind((f"127.0.0.{2 + index // 10}", 0))
-            sock.settimeout(2.0)
-            sock.connect(("127.0.0.1", self.port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            self.failed_connects += 1
-            return None, 0, time.monotonic() + 0.5
-        self.opened += 1
-        return sock, 0, time.monotonic() + self._rng.uniform(0.5, 0.8)
-
-    def _run(self) -> None:
-        conns = [self._open(i) for i in range(self.count)]
-        while not self._stop.wait(0.05):
-            now = time.monotonic()
-            for index, (sock, sent, due) in enumerate(conns):
-                if sock is None:
-                    if now >= due:
-                        conns[index] = self._open(index)
-                    continue
-                gone = False
-                try:
-                    gone = sock.recv(4096) is not None  # an answer or the end
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    gone = True
-                if not gone and now >= due:
-                    try:
-                        sock.send(_HEAD[sent : sent + 1])
-                        conns[index] = (sock, sent + 1, now + self._rng.uniform(0.5, 0.8))
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        gone = True
-                if gone:
-                    sock.close()
-                    conns[index] = self._open(index)
-        for sock, _, _ in conns:
-            if sock is not None:
-                sock.close()
-
-    def __enter__(self) -> Drippers:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Watcher:
@@ -224,6 +158,9 @@ def main() -> int:
     if args.serve:
         serve()
         return 0
+    # here, not at the top: the child may serve with a --tree from before this module
+    from syncstream.testing.slowloris import Slowloris
+
     env = dict(os.environ)
     if args.tree:
         env["PYTHONPATH"] = os.path.abspath(args.tree)
@@ -239,7 +176,7 @@ def main() -> int:
     rows: dict[str, list[dict[str, Any]]] = {"alone": [], "slowloris": []}
     for _ in range(args.rounds):
         rows["alone"].append(phase(port, args.seconds))
-        with Drippers(port, args.connections) as drippers:
+        with Slowloris(port, count=args.connections, per_source=10) as drippers:
             time.sleep(1.0)  # let them connect
             rows["slowloris"].append(phase(port, args.seconds))
         time.sleep(6.0)  # the server lets go of the last ones

@@ -12,8 +12,10 @@ must be known, or trusted with --trust-unknown-hosts: see docs/senders.md), meas
 host's clock offset, pairs the frames taken at the same instant, and stops every ffmpeg it
 started when the example ends (after --seconds, on Ctrl-C or on SIGTERM). A Wall composes
 the cameras into a grid, with a NO SIGNAL tile for a silent camera; --serve shows it in a
-browser, --snapshot writes its last picture at the end. Every second the example prints a
-status line per camera and one for the group.
+browser, --snapshot writes its last picture at the end. The cameras, the wall and the web
+view are one :class:`syncstream.session.Session`, what ``syncstream run`` runs; its
+``snapshot()`` writes the picture. Every second the example prints a status line per camera
+and one for the group.
 
 --local runs the cameras as ffmpeg test patterns on this machine, each its own pattern with
 its clock burned in (320x240 unless --size says otherwise).
@@ -36,16 +38,18 @@ import cv2
 from syncstream import (
     Camera,
     ConfigError,
+    GroupConfig,
     GroupStartError,
     SenderConfig,
+    Session,
+    SessionConfig,
     SSHHost,
     StreamGroup,
     SyncStreamError,
-    Wall,
-    WebView,
+    free_udp_port,
 )
 from syncstream.cli.args import address_arg, positive_arg, size_arg
-from syncstream.senders import free_udp_port
+from syncstream.session_config import WallSettings, WebSettings
 
 #: A test pattern per simulated camera, the cheapest to generate first.
 PATTERNS = (
@@ -182,6 +186,18 @@ def print_clock_offsets(group: StreamGroup) -> None:
         print(f"{camera.host.display_name}: clock offset {offset * 1000:+.2f} ms (ours - its)")
 
 
+def build_session(args: argparse.Namespace, cameras: list[Camera]) -> Session:
+    """The cameras, aligned to the nearest frame, with a wall, and a web view on --serve."""
+    # more than four cameras: smaller tiles, so that 16 fit a screen (4x4 of 320x180)
+    wall = WallSettings(tile_size=(480, 270) if len(cameras) <= 4 else (320, 180))
+    web = None
+    if args.serve is not None:
+        web = WebSettings(host=args.serve[0], port=args.serve[1], title="CCTV wall")
+    return Session(
+        SessionConfig(cameras=cameras, group=GroupConfig(sync="nearest"), wall=wall, web=web)
+    )
+
+
 def main() -> int:
     """Parse arguments, start the cameras and the wall, print status until stopped."""
     parser = build_parser()
@@ -196,21 +212,19 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
 
-    group = StreamGroup(cameras, sync="nearest")
-    # more than four cameras: smaller tiles, so that 16 fit a screen (4x4 of 320x180)
-    wall = Wall(tile_size=(480, 270) if len(cameras) <= 4 else (320, 180))
+    session = build_session(args, cameras)
+    group = session.group
     reason = "stopped by SIGTERM"
     try:
-        group.add_processor(wall)  # before start: the tiles follow the cameras' order
-        if args.serve is not None:
-            view = WebView(wall, host=args.serve[0], port=args.serve[1], title="CCTV wall")
-            group.add_processor(view)  # listens now: a taken port fails before any camera
-            print(f"web view: {view.url}", flush=True)
         for camera in cameras:
             print(describe(camera))
-        rows, columns = wall.grid
-        print(f"wall: {rows}x{columns} tiles, {wall.size[0]}x{wall.size[1]} pixels", flush=True)
-        with group:  # leaving it stops every sender, local or remote
+        with session:  # leaving it stops every sender, local or remote
+            wall = session.wall
+            assert wall is not None  # the session's wall is enabled
+            if session.web is not None:
+                print(f"web view: {session.web.url}", flush=True)
+            rows, columns = wall.grid
+            print(f"wall: {rows}x{columns} tiles, {wall.size[0]}x{wall.size[1]} pixels")
             print_clock_offsets(group)
             end = math.inf if args.seconds is None else time.monotonic() + args.seconds
             while not stop.wait(min(1.0, max(0.0, end - time.monotonic()))):
@@ -228,15 +242,12 @@ def main() -> int:
         return 1
     print(reason, flush=True)
 
-    if args.snapshot is not None:
-        picture = wall.output.latest()
-        if picture is None:
-            print("cctv_wall: no wall picture to write: no frame set arrived", file=sys.stderr)
+    if args.snapshot is not None:  # the wall keeps its last picture after the stop
+        try:
+            width, height = session.snapshot(args.snapshot)
+        except SyncStreamError as exc:  # no frame set arrived, or the file cannot be written
+            print(f"cctv_wall: snapshot: {exc}", file=sys.stderr)
             return 1
-        if not cv2.imwrite(args.snapshot, picture.image):
-            print(f"cctv_wall: could not write {args.snapshot}", file=sys.stderr)
-            return 1
-        height, width = picture.image.shape[:2]
         print(f"snapshot: {args.snapshot} ({width}x{height})")
     return 0
 

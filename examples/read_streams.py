@@ -18,8 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from syncstream import LocalSender, ReadTimeout, SenderConfig, VideoStream
-from syncstream.senders import free_udp_port
+from syncstream import LocalSender, ReadTimeout, SenderConfig, VideoStream, free_udp_port
+from syncstream.cli.args import positive_arg
 
 
 def main() -> int:
@@ -27,7 +27,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("urls", nargs="*", help="stream URLs (udp://, rtsp://, files, ...)")
     parser.add_argument("--local", action="store_true", help="two simulated cameras")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--seconds", type=positive_arg, default=10.0, metavar="S", help="read S seconds (10)"
+    )
     parser.add_argument("--save", help="write the last side-by-side picture to this PNG")
     args = parser.parse_args()
 

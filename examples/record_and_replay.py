@@ -41,9 +41,9 @@ from syncstream import (
     SenderConfig,
     StreamGroup,
     SyncStreamError,
+    free_udp_port,
 )
 from syncstream.cli.args import positive_arg, size_arg
-from syncstream.senders import free_udp_port
 
 #: A test pattern per simulated camera.
 PATTERNS = ("testsrc", "smptebars", "testsrc2", "rgbtestsrc", "smptehdbars", "pal75bars")

@@ -36,6 +36,7 @@ import cv2
 
 from syncstream import (
     Camera,
+    CameraStream,
     GroupStartError,
     SenderConfig,
     SpeakerDetector,
@@ -44,10 +45,9 @@ from syncstream import (
     SyncStreamError,
     Wall,
     WebView,
+    free_udp_port,
 )
 from syncstream.cli.args import address_arg, positive_arg, size_arg
-from syncstream.config import CameraStream
-from syncstream.senders import free_udp_port
 
 #: A test pattern per simulated camera.
 PATTERNS = ("testsrc", "smptebars", "testsrc2", "rgbtestsrc", "smptehdbars", "pal75bars")

@@ -90,7 +90,10 @@ def render() -> str:
         "",
         "Generated from the pydantic models by `python3 scripts/gen_config_docs.py`; do not",
         "edit by hand. Every model is frozen and refuses unknown fields: a bad value fails",
-        "when the model is built, with a message naming the field.",
+        "when the model is built with `ConfigError` (a `SyncStreamError` and a `ValueError`),",
+        "one line per problem naming the field and what is allowed there (never a password's",
+        "or token's value): `invalid SenderConfig:` / `  fps: Input should be greater than 0",
+        "(got 0)`.",
         "",
     ]
     for model in MODELS:
@@ -110,7 +113,11 @@ def render() -> str:
         "`streams.NAME.port`), or two senders sending to one (`sender.destination`), are",
         "refused with the lines of both uses (their datagrams would mix). A sender sending",
         "to the `udp://` URL of another camera entry is how that entry gets its stream, and",
-        "`[web] port` is a TCP port: neither clashes with a UDP port.",
+        "`[web] port` is a TCP port: neither clashes with a UDP port. The `[web] port` is",
+        "refused, with its line and the camera's, when a camera's `tcp://`, `http(s)://`,",
+        "`rtsp(s)://` or `rtmp://` URL names a server on this machine (a loopback address,",
+        "or the `[web] host`) on that port (the scheme's own, such as 80 or 554, when the",
+        "URL gives none): the view and that server could not both listen on it.",
         "",
     ]
     for model in SESSION_MODELS:

@@ -16,6 +16,10 @@ The processors (:mod:`syncstream.processors`): :class:`Wall` and :class:`SideByS
 compose the cameras, :class:`SpeakerDetector` finds who is talking, :class:`Recorder`
 writes the cameras and an index that :class:`Recording` replays, and :class:`WebView`
 serves pictures and stats to browsers.
+
+The session: a :class:`Session` runs what a :class:`SessionConfig` (a TOML session file)
+describes: the cameras and the processors it names. :func:`free_udp_port` picks a port
+for a camera on this machine.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from __future__ import annotations
 import logging
 
 from .clock import ClockOffset
-from .config import Camera, GroupConfig, RestartPolicy, SenderConfig, SSHHost, StreamConfig
+from .config import (
+    Camera,
+    CameraStream,
+    GroupConfig,
+    RestartPolicy,
+    SenderConfig,
+    SSHHost,
+    StreamConfig,
+)
 from .errors import (
     AuthenticationFailed,
     ConfigError,
@@ -64,7 +76,9 @@ from .processors import (
     WebView,
 )
 from .recording import Recording
-from .senders import LocalSender, RemoteSender
+from .senders import LocalSender, RemoteSender, free_udp_port
+from .session import Session
+from .session_config import SessionConfig
 from .ssh import SSHSession
 from .stats import CameraStats, GroupStats
 from .stream import StreamState, StreamStats, VideoStream
@@ -75,6 +89,7 @@ __all__ = [
     "AuthenticationFailed",
     "Camera",
     "CameraStats",
+    "CameraStream",
     "ClockOffset",
     "ConfigError",
     "Frame",
@@ -104,6 +119,8 @@ __all__ = [
     "SSHSession",
     "SenderConfig",
     "SenderError",
+    "Session",
+    "SessionConfig",
     "SideBySide",
     "SourceChanged",
     "SourceError",
@@ -125,6 +142,7 @@ __all__ = [
     "WebView",
     "WebViewError",
     "__version__",
+    "free_udp_port",
 ]
 
 __version__ = "0.1.0"

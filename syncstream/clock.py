@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 __all__ = [
     "MPEGTS_PTS_PERIOD",
     "ClockOffset",
@@ -38,7 +40,7 @@ def unwrap_pts_time(pts_time: float, reference_time: float, period: float) -> fl
     folded into ``[0, period)`` first, so the answer only depends on it modulo ``period``.
     """
     if period <= 0 or not math.isfinite(period):
-        raise ValueError(f"period must be a positive finite number, got {period!r}")
+        raise ConfigError(f"period must be a positive finite number, got {period!r}")
     base = math.fmod(pts_time, period)
     if base < 0:
         base += period
@@ -76,7 +78,9 @@ class LowerEnvelope:
 
     def __init__(self, window: float, max_samples: int) -> None:
         if window <= 0 or max_samples < 1:
-            raise ValueError("window must be > 0 and max_samples >= 1")
+            raise ConfigError(
+                f"window must be > 0 and max_samples >= 1, got {window}, {max_samples}"
+            )
         self.window = window
         self.max_samples = max_samples
         self._count = 0

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
+from .urls import parse_udp_destination, redact_url
 
 __all__ = [
     "MAIN_ROLE",
@@ -25,6 +33,7 @@ __all__ = [
     "GroupConfig",
     "InputKind",
     "MissingPolicy",
+    "Model",
     "ReaderSettings",
     "RestartPolicy",
     "RtspTransport",
@@ -33,9 +42,6 @@ __all__ = [
     "SenderOutput",
     "StreamConfig",
     "SyncPolicy",
-    "parse_udp_destination",
-    "redact_text",
-    "redact_url",
 ]
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
@@ -66,39 +72,45 @@ TEST_PATTERNS = frozenset(
         "life", "mandelbrot",
     }
 )  # fmt: skip
-_UDP_DESTINATION = re.compile(r"^udp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
-def parse_udp_destination(url: str, what: str = "destination") -> tuple[str, int]:
-    """Host (IPv6 without brackets) and port of ``udp://host:port``, where a sender sends.
+class Model(BaseModel):
+    """The base of syncstream's settings models: frozen, unknown fields refused.
 
-    Raises :class:`ConfigError` naming ``what`` for anything else (no user, path or query).
+    Building one (``Model(...)``, :meth:`model_validate`) with a bad value raises
+    :class:`ConfigError` (a ``ValueError``), one line per problem naming the field and what
+    is allowed there, never a secret's value; pydantic's ``ValidationError``, which repeats
+    the input as given, is its suppressed ``__context__``.
     """
-    match = _UDP_DESTINATION.match(url)
-    if match is None or not 0 < int(match.group(2)) < 65536:
-        raise ConfigError(f"{what} must be udp://host:port, got {url!r}")
-    return match.group(1).strip("[]"), int(match.group(2))
 
-
-def redact_url(url: str) -> str:
-    """``url`` without its user name and password, for logs, errors and stats."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None and parts.username is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def redact_text(text: str, url: str) -> str:
-    """``text`` (an error from FFmpeg, say) with ``url`` replaced by its redacted form."""
-    shown = redact_url(url)
-    return text if shown == url else text.replace(url, shown)
-
-
-class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, type(self)) from None
+
+    # pydantic's own marker (RootModel sets it too): validation, nested models included,
+    # goes on building models without calling this __init__, so inner errors keep their path
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Check ``obj`` (a mapping, say); :class:`ConfigError` for a bad value."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise config_error(exc, cls) from None
+
+
+def config_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    """pydantic's error as a :class:`ConfigError`: ``invalid MODEL:`` and a line per problem
+    (see :func:`~syncstream.session_config.describe_validation_error`)."""
+    from .session_config import describe_validation_error  # which builds on this module
+
+    problems = describe_validation_error(exc, model)
+    return ConfigError("\n".join([f"invalid {model.__name__}:", *problems]))
 
 
 def _even_size(value: tuple[int, int]) -> tuple[int, int]:
@@ -120,7 +132,7 @@ def _check_roles(roles: list[str]) -> None:
             )
 
 
-class ReaderSettings(_Model):
+class ReaderSettings(Model):
     """How a stream is read: the settings :class:`StreamConfig` and :class:`Camera` share."""
 
     backend: Backend = Field(
@@ -275,7 +287,7 @@ class StreamConfig(ReaderSettings):
         return self.name if self.role == MAIN_ROLE else f"{self.name}:{self.role}"
 
 
-class RestartPolicy(_Model):
+class RestartPolicy(Model):
     """How a sender whose ffmpeg exits is started again: doubling backoff, optional budget."""
 
     enabled: bool = Field(default=True, description="Restart ffmpeg when it exits on its own.")
@@ -300,7 +312,7 @@ class RestartPolicy(_Model):
         return self
 
 
-class Encoding(_Model):
+class Encoding(Model):
     """A further encoding of a camera's captured frames; a field left None is the main's."""
 
     size: tuple[int, int] | None = Field(
@@ -348,7 +360,7 @@ class SenderOutput(Encoding):
         return value
 
 
-class SenderConfig(_Model):
+class SenderConfig(Model):
     """One camera's ffmpeg sender: input, encoding and the UDP destination of its MPEG-TS."""
 
     destination: str | None = Field(
@@ -471,7 +483,7 @@ class SenderConfig(_Model):
         return self.gop if self.gop is not None else max(1, round(self.fps))
 
 
-class SSHHost(_Model):
+class SSHHost(Model):
     """A sender host reached over SSH, and how to trust and log in to it."""
 
     hostname: str = Field(min_length=1, description="Host name or address.")
@@ -679,7 +691,7 @@ class Camera(ReaderSettings):
         return f"udp://{bind}:{port}"
 
 
-class GroupConfig(_Model):
+class GroupConfig(Model):
     """How a :class:`~syncstream.StreamGroup` aligns its cameras into frame sets."""
 
     sync: SyncPolicy = Field(

@@ -18,12 +18,20 @@ __all__ = ["BGRImage", "Frame", "FrameSet"]
 BGRImage = NDArray[np.uint8]
 
 
+def _read_only(image: BGRImage) -> BGRImage:
+    """``image``, made read-only: from now on it is shared."""
+    image.flags.writeable = False
+    return image
+
+
 class Frame:
     """A decoded frame of one source.
 
     The picture is converted to BGR on first access of :attr:`image` and then cached:
     converting costs more CPU than decoding (about 1 ms against 0.4 ms for 640x480), so
-    frames that are overwritten before anybody reads them are never converted.
+    frames that are overwritten before anybody reads them are never converted. Every
+    processor of a group gets the same array, so it is read-only: one that draws on it
+    takes a copy first (``frame.image.copy()``).
 
     Timestamps name their clock: ``capture_time`` is the sender's wall clock when the frame
     was captured, mapped to our clock (``None`` when the stream does not carry it);
@@ -73,20 +81,24 @@ class Frame:
         self.capture_time = capture_time
         self.pts_time = pts_time
         self.role = role
-        self._image = image
+        self._image = None if image is None else _read_only(image)
         self._convert = convert
         self._lock = threading.Lock()
 
     @property
     def image(self) -> BGRImage:
-        """The picture as an ``HxWx3`` ``uint8`` BGR array (converted once, on first access)."""
+        """The picture as an ``HxWx3`` ``uint8`` BGR array (converted once, on first access).
+
+        Read-only, shared with every other reader of the frame: draw on a copy
+        (``frame.image.copy()``).
+        """
         image = self._image
         if image is not None:
             return image
         with self._lock:
             if self._image is None:
                 assert self._convert is not None
-                self._image = self._convert()
+                self._image = _read_only(self._convert())
                 self._convert = None  # release the decoder's buffer
             return self._image
 

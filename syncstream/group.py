@@ -34,9 +34,8 @@ from .config import (
     SyncPolicy,
 )
 from .errors import (
-    GroupStartError,
+    ConfigError,
     ProcessorError,
-    ReadTimeout,
     StreamClosed,
     StreamEnded,
     StreamFailed,
@@ -47,6 +46,7 @@ from .ports import check_ports
 from .processors.base import ErrorPolicy, Processor, ProcessorWorker, SupportsAttach
 from .senders.base import Sender
 from .senders.fleet import SenderFleet, sender_addresses
+from .slot import LatestSlot
 from .sources.base import EncodedPacket
 from .stats import CameraStats, GroupStats, per_second, percentile
 from .stream import StreamState, VideoStream
@@ -95,17 +95,15 @@ class _Lane:
     stream when it has none of that role. The group's lock guards all of it.
     """
 
-    def __init__(self, role: str, names: Sequence[str]) -> None:
+    def __init__(self, role: str, names: Sequence[str], cond: threading.Condition) -> None:
         self.role = role
         self.aligner: Aligner[Frame] | None = None
         self.sources: dict[str, VideoStream] = {}  # camera name -> the stream feeding it
         self.workers: list[ProcessorWorker] = []
-        self.latest: FrameSet | None = None
-        self.seq = -1
-        self.last_read_seq = -1
+        # the newest set, for read(role=...): its seq, delivered and skipped counts
+        where = "stream group" if role == MAIN_ROLE else f"stream group ({role} sets)"
+        self.sets: LatestSlot[FrameSet] = LatestSlot(where, noun="frame set", cond=cond)
         self.partial = 0
-        self.delivered = 0
-        self.skipped = 0
         self.skews: deque[float] = deque(maxlen=_WINDOW)
         self.latencies: deque[float] = deque(maxlen=_WINDOW)
         self.offsets: dict[str, deque[float]] = {name: deque(maxlen=_WINDOW) for name in names}
@@ -133,17 +131,18 @@ class StreamGroup:
         """Describe the group; nothing is started before :meth:`start`.
 
         ``cameras`` are :class:`Camera` models (or plain URLs, named cam0, cam1, ...);
-        ``options`` override fields of ``config``. Raises ``ValueError`` for an empty
-        list, duplicate names or a bad option; :class:`~syncstream.errors.ConfigError` (a
-        ``ValueError``) for a UDP port that two cameras' streams are read on or sent to.
+        ``options`` override fields of ``config``. Raises
+        :class:`~syncstream.errors.ConfigError` (a ``ValueError``) for an empty list,
+        duplicate names, a bad option or a UDP port that two cameras' streams are read on
+        or sent to.
         """
         self.cameras = [_as_camera(camera, i) for i, camera in enumerate(cameras)]
         if not self.cameras:
-            raise ValueError("a StreamGroup needs at least one camera")
+            raise ConfigError("cameras: a StreamGroup needs at least one camera")
         names = [camera.name for camera in self.cameras]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"camera names must be unique; repeated: {duplicates}")
+            raise ConfigError(f"cameras: camera names must be unique; repeated: {duplicates}")
         check_ports(self.cameras)
         base = config.model_dump() if config is not None else {}
         self.config = GroupConfig.model_validate({**base, **options})
@@ -155,10 +154,10 @@ class StreamGroup:
         self.roles = tuple(roles)
         #: Each camera's main stream, by camera name (see :meth:`streams_of` for others).
         self.streams: dict[str, VideoStream] = {}
-        self._lanes = {role: _Lane(role, names) for role in self.roles}
+        self._cond = threading.Condition()
+        self._lanes = {role: _Lane(role, names, self._cond) for role in self.roles}
         self._fleet = SenderFleet(self.cameras, clock_rounds=self.config.clock_rounds)
         self._offsets: dict[str, float] = {}
-        self._cond = threading.Condition()
         self._inbox: deque[Frame] = deque()  # at most _INBOX frames, _inbox_budget bytes
         self._inbox_bytes = 0
         self._inbox_budget = sum(camera.max_history_bytes for camera in self.cameras)
@@ -297,15 +296,16 @@ class StreamGroup:
                 failures[camera.name] = exc
         with self._cond:
             self._check_open()
-        if failures:
-            raise GroupStartError(failures)
-        self._fleet.start()  # receivers listen first: the first keyframe is not lost
+        # receivers listen first: the first keyframe is not lost. A camera whose reader
+        # failed gets no sender; the others' are still tried, and the GroupStartError
+        # raised names every failed camera: SSH, sender and reader alike.
+        self._fleet.start(failed=failures)
 
     def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
         """Stop processors, alignment, senders and streams; idempotent.
 
         Safe while :meth:`start` runs in another thread: senders still starting are
-        stopped (see :meth:`SenderFleet.stop`) and start raises. A call while another
+        stopped (see :meth:`SenderFleet.close`) and start raises. A call while another
         thread closes the group returns when that close is done.
         """
         with self._cond:
@@ -329,7 +329,7 @@ class StreamGroup:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        self._fleet.stop()
+        self._fleet.close()
         for stream in self._all_streams():
             stream.close(timeout)
         logger.info("group of %d cameras closed", len(self.names))
@@ -369,7 +369,8 @@ class StreamGroup:
         further role such as ``"sub"`` (cameras without that stream give their main
         frames). None: the processor's own ``role`` attribute (the speaker detector asks
         for ``"sub"``), falling back to ``"main"`` when no camera has that role, else
-        ``"main"``. A ``role`` given here that no camera has raises ``ValueError``.
+        ``"main"``. A ``role`` given here that no camera has raises
+        :class:`ConfigError` (a ``ValueError``).
         """
         with self._cond:
             if self._closed:
@@ -409,7 +410,7 @@ class StreamGroup:
             return self._lanes[role]
         except KeyError:
             roles = list(self.roles)
-            raise ValueError(f"no camera has a {role!r} stream; roles: {roles}") from None
+            raise ConfigError(f"role: no camera has a {role!r} stream; roles: {roles}") from None
 
     def _all_workers(self) -> list[ProcessorWorker]:
         return [worker for lane in self._lanes.values() for worker in lane.workers]
@@ -447,19 +448,7 @@ class StreamGroup:
         ``ProcessorError`` after a fatal processor error, ``StreamClosed`` after close().
         """
         lane = self._lane(role)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                latest = lane.latest
-                if latest is not None and latest.seq > lane.last_read_seq:
-                    lane.last_read_seq = latest.seq
-                    lane.delivered += 1
-                    return latest
-                self._raise_if_done()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReadTimeout(f"no frame set within {timeout} s ({self._waiting_for()})")
-                self._cond.wait(remaining)
+        return lane.sets.take(timeout, check=self._raise_if_done, detail=self._waiting_for)
 
     def __iter__(self) -> Iterator[FrameSet]:
         """Yield frame sets until the group ends (files) or is closed."""
@@ -625,9 +614,8 @@ class StreamGroup:
     def _publish(self, lane: _Lane, match: Match[Frame]) -> None:
         """Make ``match`` the lane's newest set (the caller holds the lock); feed its
         processors."""
-        lane.seq += 1
         frameset = FrameSet(
-            seq=lane.seq,
+            seq=lane.sets.next_seq,
             frames=match.frames,
             missing=match.missing,
             skew=match.skew,
@@ -637,10 +625,7 @@ class StreamGroup:
             emitted_mono=time.monotonic(),
             role=lane.role,
         )
-        previous = lane.latest
-        if previous is not None and previous.seq > lane.last_read_seq:
-            lane.skipped += 1
-        lane.latest = frameset
+        lane.sets.put(frameset)  # wakes read()
         if match.missing:
             lane.partial += 1
         lane.skews.append(match.skew)
@@ -648,7 +633,6 @@ class StreamGroup:
         for name, offset in match.offsets.items():
             lane.offsets[name].append(offset)
         lane.emits.append(frameset.emitted_mono)
-        self._cond.notify_all()
         for worker in lane.workers:
             worker.submit(frameset)
 
@@ -710,10 +694,10 @@ class StreamGroup:
         skews, latencies = sorted(lane.skews), sorted(lane.latencies)
         now = time.monotonic()
         return GroupStats(
-            sets=lane.seq + 1,
+            sets=lane.sets.seq + 1,
             partial=lane.partial,
-            delivered=lane.delivered,
-            skipped=lane.skipped,
+            delivered=lane.sets.taken,
+            skipped=lane.sets.skipped,
             sets_per_second=per_second(
                 lane.emits,
                 now,

@@ -7,21 +7,46 @@ into one broken stream. So do two senders sending to one port. Each stream of a 
 (``sender.destination`` or ``sender.outputs[role].destination`` when given, else the same
 ``port``). A port read by two uses, or sent to by two, is a clash. A sender sending to the
 port another camera entry reads is not: that is how that entry gets its stream.
+
+A session's web view listens on a TCP port. A camera whose URL (``tcp://``, ``http://``,
+``https://``, ``rtsp://``, ...) names a server on this machine (a loopback address, or the
+view's own bind address) on that same port is a clash too: the view and that server cannot
+both listen on it (:func:`web_port_clashes`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from .config import MAIN_ROLE, Camera, parse_udp_destination
+from .config import MAIN_ROLE, Camera
 from .errors import ConfigError
+from .urls import parse_udp_destination
 
-__all__ = ["PortClash", "PortUse", "check_ports", "port_clashes", "port_uses"]
+__all__ = [
+    "PortClash",
+    "PortUse",
+    "WebPortClash",
+    "check_ports",
+    "port_clashes",
+    "port_uses",
+    "web_port_clashes",
+]
 
 Loc = tuple[int | str, ...]
+
+#: URL schemes of cameras read over TCP, with the port each means when a URL gives none.
+_TCP_SCHEMES: dict[str, int | None] = {
+    "tcp": None,
+    "http": 80,
+    "https": 443,
+    "rtsp": 554,
+    "rtsps": 322,
+    "rtmp": 1935,
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,29 @@ class PortClash:
         )
 
 
+@dataclass(frozen=True)
+class WebPortClash:
+    """The web view's TCP port (``web_host:port``), which ``camera`` is also read from on
+    this machine (a use of kind ``read``, its ``loc`` the camera's URL)."""
+
+    port: int
+    web_host: str
+    camera: PortUse
+
+    @property
+    def effect(self) -> str:
+        """What the clash would do, and what to do about it."""
+        return "the web view and that server cannot both listen on it; give [web] another port"
+
+    def describe(self) -> str:
+        """``TCP port 8554 is the web view's ([web] port) and camera 'a''s (url): ...``."""
+        camera = self.camera
+        return (
+            f"TCP port {self.port} is the web view's ([web] port) and that of camera "
+            f"{camera.camera!r} ({camera.field}), a server on this machine: {self.effect}"
+        )
+
+
 def _udp_port(url: str) -> int | None:
     """The port of a ``udp://`` URL, else None."""
     try:
@@ -111,6 +159,43 @@ def port_uses(camera: Camera, index: int = 0) -> list[PortUse]:
             port = parse_udp_destination(output.destination)[1]
             add(port, "send", role, ("sender", "outputs", role, "destination"))
     return uses
+
+
+def _is_local(host: str, web_host: str) -> bool:
+    """Whether ``host`` is this machine as the web view bound it: loopback, or its address."""
+    if host in ("localhost", web_host.strip("[]").lower()):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def web_port_clashes(cameras: Sequence[Camera], web_host: str, port: int) -> list[WebPortClash]:
+    """Each camera URL read over TCP (``tcp``, ``http(s)``, ``rtsp(s)``, ``rtmp``) from a
+    server on this machine at the web view's ``port``, given or the scheme's own (80 for
+    ``http``, 554 for ``rtsp``, ...); none when the view takes a free port (0)."""
+    if port == 0:
+        return []
+    clashes = []
+    for index, camera in enumerate(cameras):
+        urls: list[tuple[str, Loc, str | None]] = [(MAIN_ROLE, (), camera.url)]
+        urls += [(role, ("streams", role), stream.url) for role, stream in camera.streams.items()]
+        for role, base, url in urls:
+            try:
+                parts = urlsplit((url or "").strip())
+                scheme = parts.scheme.lower()
+                url_port = parts.port or _TCP_SCHEMES.get(scheme)
+            except ValueError:  # a port out of range: the reader says so
+                continue
+            host = parts.hostname
+            if scheme in _TCP_SCHEMES and host and url_port == port and _is_local(host, web_host):
+                use = PortUse(port, "read", camera.name, index, role, (*base, "url"))
+                clashes.append(WebPortClash(port, web_host, use))
+    return clashes
 
 
 def port_clashes(cameras: Sequence[Camera]) -> list[PortClash]:

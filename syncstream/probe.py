@@ -33,13 +33,15 @@ import math
 import os
 import threading
 import time
+import warnings
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .config import Codec, parse_udp_destination
+from .config import Codec
 from .errors import ConfigError, SourceError, StampNotFound, StreamClosed
 from .senders import LocalSender, mpegts_udp_output_args
+from .urls import parse_udp_destination
 
 __all__ = ["StampSender", "decode_stamp", "encode_stamp"]
 
@@ -253,7 +255,7 @@ class StampSender:
         if self._sender is not None:
             return self
         self._sender = LocalSender(self._argv, name=self.name, stdin_pipe=True).start()
-        # The thread writes to its own duplicate of the pipe: LocalSender.stop() can then
+        # The thread writes to its own duplicate of the pipe: LocalSender.close() can then
         # close stdin and kill ffmpeg without waiting for a write blocked in another thread,
         # and the blocked write ends with EPIPE instead of on a reused descriptor.
         self._fd = os.dup(self._sender.stdin.fileno())
@@ -309,7 +311,7 @@ class StampSender:
         self._error.__cause__ = exc
         logger.error("%s: ffmpeg stopped reading frames: %s; stderr: %s", self.name, exc, tail)
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Stop the frame thread and ffmpeg; idempotent."""
         self._closed = True
         self._stop_event.set()
@@ -318,7 +320,7 @@ class StampSender:
             thread.join(self._join_timeout)
             if thread.is_alive() and sender is not None:
                 logger.warning("%s: frame thread blocked on ffmpeg, stopping ffmpeg", self.name)
-                sender.stop()
+                sender.close()
                 thread.join(self._join_timeout)
             if thread.is_alive():
                 logger.error("%s: frame thread did not end; leaking its pipe", self.name)
@@ -327,11 +329,18 @@ class StampSender:
             os.close(self._fd)  # with stdin closed too, ffmpeg sees end of input
             self._fd = None
         if sender is not None:
-            sender.stop()
+            sender.close()
         logger.debug("%s: stopped after %d frames", self.name, self._frames_sent)
+
+    def stop(self) -> None:
+        """Deprecated name of :meth:`close` (warns with :class:`DeprecationWarning`)."""
+        warnings.warn(
+            "StampSender.stop() is deprecated, use close()", DeprecationWarning, stacklevel=2
+        )
+        self.close()
 
     def __enter__(self) -> StampSender:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.close()

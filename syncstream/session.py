@@ -48,70 +48,33 @@ class Session:
         return cls(load_session_config(path))
 
     def start(self) -> Session:
-        """Start the group, then add the processors; on any failure everything is stopped.
+        """Make the processors, start the group, then add them; on any failure everything
+        is stopped. A processor that refuses its settings (a grid too small for the
+        cameras) fails before any camera starts.
 
         Raises :class:`~syncstream.errors.GroupStartError` naming every camera that did not
         start, or the processor's error (an occupied web port: :class:`WebViewError`).
         """
         config = self.config
-        self.group.start()
+        names = [camera.name for camera in config.cameras]
         try:
             if config.wall.enabled:
-                wall = config.wall
-                self.wall = Wall(
-                    [camera.name for camera in config.cameras],
-                    tile_size=wall.tile_size,
-                    columns=wall.columns,
-                    rows=wall.rows,
-                    gap=wall.gap,
-                    labels=wall.labels,
-                    status_bar=wall.status_bar,
-                    stale_after=wall.stale_after,
-                )
-                self.group.add_processor(self.wall)
+                self.wall = Wall.from_options(config.wall, names)
             if config.speaker is not None and config.speaker.enabled:
-                speaker = config.speaker
-                self.speaker = SpeakerDetector(
-                    on_threshold=speaker.on_threshold,
-                    off_threshold=speaker.off_threshold,
-                    hold=speaker.hold,
-                    switch_ratio=speaker.switch_ratio,
-                    detect_every=speaker.detect_every,
-                    view_size=speaker.view_size,
-                    role=speaker.role,
-                )
-                self.group.add_processor(self.speaker)
+                self.speaker = SpeakerDetector.from_options(config.speaker)
             if config.record is not None:
-                record = config.record
-                self.recorder = Recorder(
-                    record.directory,
-                    segment_seconds=record.segment_seconds,
-                    segment_bytes=record.segment_bytes,
-                )
-                self.group.add_processor(self.recorder)
+                self.recorder = Recorder.from_options(config.record.directory, config.record)
             if config.web is not None:
                 shown = {
                     name: part
                     for name, part in (("wall", self.wall), ("speaker", self.speaker))
                     if part is not None
                 }
-                web = config.web
-                self.web = WebView(
-                    shown,
-                    host=web.host,
-                    port=web.port,
-                    jpeg_quality=web.jpeg_quality,
-                    max_clients=web.max_clients,
-                    client_timeout=web.client_timeout,
-                    head_timeout=web.head_timeout,
-                    max_connections=web.max_connections,
-                    max_connections_per_address=web.max_connections_per_address,
-                    title=web.title,
-                    token=None if web.token is None else web.token.get_secret_value(),
-                    username=web.username,
-                    password=None if web.password is None else web.password.get_secret_value(),
-                )
-                self.group.add_processor(self.web)
+                self.web = WebView.from_options(shown, config.web)
+            self.group.start()
+            for processor in (self.wall, self.speaker, self.recorder, self.web):
+                if processor is not None:
+                    self.group.add_processor(processor)
         except BaseException:
             self.close()
             raise
@@ -139,8 +102,11 @@ class Session:
         return width, height
 
     def close(self) -> None:
-        """Stop everything: processors (closed by the group), readers and senders."""
+        """Stop everything: processors, readers and senders; idempotent."""
         self.group.close()
+        for processor in (self.wall, self.speaker, self.recorder, self.web):
+            if processor is not None:  # made but not yet given to the group
+                processor.close()
 
     def __enter__(self) -> Session:
         return self.start()

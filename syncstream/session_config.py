@@ -27,27 +27,24 @@ a :class:`~syncstream.errors.ConfigError` that names the file, the line, the fie
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from .config import Camera, GroupConfig, SSHHost, _Model
+from .config import Camera, GroupConfig, Model, SSHHost
 from .errors import ConfigError
 from .files import read_regular_file
-from .ports import PortClash, port_clashes
+from .ports import PortClash, WebPortClash, port_clashes, web_port_clashes
+from .processors.recorder import RecorderOptions
+from .processors.speaker import SpeakerOptions
+from .processors.wall import WallOptions
+from .processors.web import WebViewOptions
+from .urls import redact_url
 
 __all__ = [
     "MAX_SESSION_BYTES",
@@ -62,139 +59,44 @@ __all__ = [
 ]
 
 
-class WallSettings(_Model):
-    """``[wall]``: the CCTV wall every session composes (grid of letterboxed tiles)."""
+class WallSettings(WallOptions):
+    """``[wall]``: the CCTV wall every session composes (grid of letterboxed tiles).
+
+    The options of :class:`~syncstream.processors.wall.Wall`, and whether to compose it.
+    """
 
     enabled: bool = Field(default=True, description="Compose the wall (shown by the web view).")
-    tile_size: tuple[int, int] = Field(
-        default=(480, 270), description="Width and height of each camera's tile in pixels."
-    )
-    columns: int | None = Field(
-        default=None, ge=1, le=16, description="Grid columns; None: as square as possible."
-    )
-    rows: int | None = Field(default=None, ge=1, le=16, description="Grid rows; None: enough.")
-    gap: int = Field(default=2, ge=0, le=64, description="Pixels between tiles.")
-    labels: bool = Field(default=True, description="Name, capture clock and age on each tile.")
-    status_bar: bool = Field(default=True, description="Set number, skew and latency below.")
-    stale_after: float = Field(
-        default=1.0, gt=0, description="Age (s) beyond which a tile gets a STALE border."
-    )
-
-    @field_validator("tile_size")
-    @classmethod
-    def _check_tile(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if not all(16 <= side <= 4096 for side in value):
-            raise ValueError(f"tile sides must be 16 to 4096 pixels, got {value!r}")
-        return value
 
 
-class SpeakerSettings(_Model):
-    """``[speaker]``: speaker detection, with its view shown by the web view."""
+class SpeakerSettings(SpeakerOptions):
+    """``[speaker]``: speaker detection, with its view shown by the web view.
+
+    The options of :class:`~syncstream.processors.speaker.SpeakerDetector`, and a switch.
+    """
 
     enabled: bool = Field(default=True, description="Run the detector (present table: on).")
-    on_threshold: float | None = Field(
-        default=None, ge=0, description="Score to become the speaker; None: the scorer's own."
-    )
-    off_threshold: float | None = Field(
-        default=None, ge=0, description="Score below which the speaker is dropped; None: own."
-    )
-    hold: int = Field(default=6, ge=1, description="Sets a change must last before it counts.")
-    switch_ratio: float = Field(
-        default=1.5, ge=1.0, description="Score ratio over the speaker that takes over at once."
-    )
-    detect_every: int = Field(default=5, ge=1, description="Face detection every N-th set.")
-    view_size: tuple[int, int] = Field(
-        default=(320, 320), description="Width and height of the speaker view in pixels."
-    )
-    role: str = Field(
-        default="sub",
-        pattern=r"^[a-z][a-z0-9_]{0,31}$",
-        description="The camera streams searched for faces: 'sub' where a camera has one "
-        "(its main stream otherwise), or 'main'.",
-    )
 
 
-class RecordSettings(_Model):
-    """``[record]``: record every camera (copied, not re-encoded) and an index of sets."""
+class RecordSettings(RecorderOptions):
+    """``[record]``: record every camera (copied, not re-encoded) and an index of sets.
+
+    The options of :class:`~syncstream.processors.recorder.Recorder`, and its directory.
+    """
 
     directory: str = Field(min_length=1, description="Directory of the recording (created).")
-    segment_seconds: float | None = Field(
-        default=60.0, gt=0, description="Start a new segment after this much stream time."
-    )
-    segment_bytes: int | None = Field(
-        default=None, gt=0, description="Start a new segment after this many bytes."
-    )
 
 
-_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")  # a token fits a header, a query and a cookie
-_USERNAME = re.compile(r"[^:\x00-\x1f\x7f]+")  # HTTP Basic splits at the first colon
+class WebSettings(WebViewOptions):
+    """``[web]``: serve the wall (and speaker view) and the stats to browsers.
 
+    The options of :class:`~syncstream.processors.web.WebView`, at port 8080 by default.
+    """
 
-class WebSettings(_Model):
-    """``[web]``: serve the wall (and speaker view) and the stats to browsers."""
-
-    host: str = Field(
-        default="127.0.0.1",
-        min_length=1,
-        description="Address to bind; anything but loopback exposes the cameras to whoever "
-        "reaches it, unless token or username and password are set.",
-    )
+    # a session's page has a fixed address to open; the view alone picks a free port
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port; 0: a free one.")
-    jpeg_quality: int = Field(default=80, ge=1, le=100, description="JPEG quality of pictures.")
-    max_clients: int = Field(
-        default=32,
-        ge=1,
-        le=1024,
-        description="Requests served at once (streams, page, stats, snapshots); 503 beyond.",
-    )
-    client_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds a client may accept no data before it is dropped."
-    )
-    head_timeout: float = Field(
-        default=5.0,
-        gt=0,
-        description="Seconds from connecting to the end of the request head (408 after).",
-    )
-    max_connections: int = Field(
-        default=256,
-        ge=1,
-        le=65536,
-        description="Connections open at once, also those still sending their request; a new "
-        "one beyond them closes the one that has waited longest for its request.",
-    )
-    max_connections_per_address: int = Field(
-        default=16,
-        ge=1,
-        description="Connections open at once from one address (an IPv6 /64); 503 beyond.",
-    )
-    title: str = Field(default="syncstream", description="The page title.")
-    token: SecretStr | None = Field(
-        default=None,
-        description="Token every request must show (?token=, Authorization: Bearer, or the "
-        "cookie of a page opened with ?token=); at least 16 visible ASCII characters.",
-    )
-    username: str | None = Field(
-        default=None, description="HTTP Basic user name every request must show, with password."
-    )
-    password: SecretStr | None = Field(default=None, description="HTTP Basic password.")
-
-    @model_validator(mode="after")
-    def _check_credentials(self) -> WebSettings:
-        """The rules of :class:`~syncstream.processors.web.auth.Credentials` (a test keeps
-        them the same); messages never hold a secret."""
-        token = None if self.token is None else self.token.get_secret_value()
-        if token is not None and not (len(token) >= 16 and _VISIBLE_ASCII.fullmatch(token)):
-            raise ValueError("token must have at least 16 visible ASCII characters (no spaces)")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together: set both or neither")
-        if self.username is not None and not _USERNAME.fullmatch(self.username):
-            raise ValueError("username must be non-empty, without ':' or control characters")
-        if self.password is not None and not self.password.get_secret_value():
-            raise ValueError("password must not be empty")
-        return self
 
 
-class RunSettings(_Model):
+class RunSettings(Model):
     """``[run]``: how ``syncstream run`` runs the session."""
 
     seconds: float | None = Field(
@@ -208,7 +110,7 @@ class RunSettings(_Model):
     )
 
 
-class SessionConfig(_Model):
+class SessionConfig(Model):
     """A whole session file: cameras, their hosts, alignment and processors."""
 
     group: GroupConfig = Field(default_factory=GroupConfig, description="`[group]`: alignment.")
@@ -240,7 +142,7 @@ class SessionConfig(_Model):
             if isinstance(name, str) and name in hosts:
                 try:
                     host = SSHHost.model_validate(hosts[name])
-                except ValidationError:  # reported once, under hosts.NAME
+                except ConfigError:  # reported once, under hosts.NAME
                     host = SSHHost(hostname="unchecked")
                 camera = {**camera, "host": host}
             resolved.append(camera)  # an unknown name fails as host, with its path
@@ -259,11 +161,14 @@ class SessionConfig(_Model):
 
     @model_validator(mode="after")
     def _check_ports(self) -> SessionConfig:
-        """A UDP port read (or sent to) by two camera streams: see :mod:`syncstream.ports`.
+        """A UDP port read (or sent to) by two camera streams, or the web view's TCP port
+        also a camera's on this machine: see :mod:`syncstream.ports`.
 
         The error carries the clashes, so that a session file's error names both lines.
         """
-        clashes = port_clashes(self.cameras)
+        clashes: list[PortClash | WebPortClash] = [*port_clashes(self.cameras)]
+        if self.web is not None:
+            clashes += web_port_clashes(self.cameras, self.web.host, self.web.port)
         if clashes:
             message = "; ".join(clash.describe() for clash in clashes)
             # the message goes in last: camera names may hold "{...}"
@@ -300,7 +205,8 @@ def load_session_config(path: str | os.PathLike[str]) -> SessionConfig:
     except RecursionError as exc:  # tomllib recurses once per level of nesting
         raise ConfigError(f"{name}: not valid TOML: arrays or tables nested too deeply") from exc
     try:
-        return SessionConfig.model_validate(data)
+        # pydantic's own error, for the locations: SessionConfig.model_validate has none
+        return TypeAdapter(SessionConfig).validate_python(data)
     except ValidationError as exc:
         problems = describe_validation_error(exc, SessionConfig, text=text, filename=name)
         # not chained: pydantic's error repeats the tables as given, passwords and tokens
@@ -332,8 +238,8 @@ def describe_validation_error(
         loc: Loc = tuple(error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         where = _format_loc(loc) or "(top level)"
-        if error["type"] == "port_clash":
-            clashes: list[PortClash] = error.get("ctx", {}).get("clashes", [])
+        if error["type"] == "port_clash" and filename is not None:
+            clashes: list[PortClash | WebPortClash] = error.get("ctx", {}).get("clashes", [])
             out += [_describe_clash(clash, lines_of, filename) for clash in clashes]
             continue
         if (
@@ -361,14 +267,26 @@ def describe_validation_error(
     return out
 
 
-def _describe_clash(clash: PortClash, lines_of: dict[Loc, int], filename: str | None) -> str:
-    """``FILE:LINE: cameras[1].port: UDP port 9001 is also read at FILE:LINE (...)``."""
+def _describe_clash(
+    clash: PortClash | WebPortClash, lines_of: dict[Loc, int], filename: str | None
+) -> str:
+    """``FILE:LINE: cameras[1].port: UDP port 9001 is also read at FILE:LINE (...)``, or
+    ``FILE:LINE: web.port: TCP port 8554 is also that of camera 'a' at FILE:LINE (...)``."""
 
     def at(loc: Loc) -> tuple[str, str]:
         line = _line_for(lines_of, loc)
         where = f"{filename}:{line}" if filename and line else filename or ""
         return where, _format_loc(loc)
 
+    if isinstance(clash, WebPortClash):
+        web_at, web_field = at(("web", "port"))
+        camera_at, camera_field = at(("cameras", clash.camera.index, *clash.camera.loc))
+        camera = f"{camera_field}, camera {clash.camera.camera!r}"
+        prefix = f"{web_at}: " if web_at else ""
+        return (
+            f"  {prefix}{web_field}: TCP port {clash.port} is also that of a server on this "
+            f"machine at {camera_at or 'the camera'} ({camera}): {clash.effect}"
+        )
     first_at, first_field = at(("cameras", clash.first.index, *clash.first.loc))
     repeat_at, repeat_field = at(("cameras", clash.repeat.index, *clash.repeat.loc))
     prefix = f"{repeat_at}: " if repeat_at else ""
@@ -382,7 +300,7 @@ def _describe_clash(clash: PortClash, lines_of: dict[Loc, int], filename: str | 
 
 def _shown(value: object) -> str:
     try:
-        return repr(value)
+        return repr(redact_url(value) if isinstance(value, str) else value)
     except ValueError:  # an int of over 4300 digits (sys.get_int_max_str_digits)
         return f"{type(value).__name__} too long to show"
 

@@ -19,7 +19,8 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import NamedTuple, Self
 
@@ -70,6 +71,42 @@ def known_hosts_files(host: SSHHost) -> list[str]:
     for path in paths:
         check_regular_file(path, "known_hosts file", limit=MAX_KNOWN_HOSTS_BYTES)
     return paths
+
+
+def _bad_host_key(session: SSHSession, doing: str, exc: BaseException) -> str:
+    host = session.host
+    entry = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+    where = f" -f {host.known_hosts_file}" if host.known_hosts_file else ""
+    key = exc.key if isinstance(exc, paramiko.BadHostKeyException) else None
+    found = f" ({key.get_name()} {key.fingerprint})" if key is not None else ""
+    return (
+        f"{session.name}: host key differs from the known one{found}: the host was "
+        f"reinstalled or the connection is intercepted. If it is expected, remove the old "
+        f"key with `ssh-keygen{where} -R '{entry}'`"
+    )
+
+
+def _refused(session: SSHSession, doing: str, exc: BaseException) -> str:
+    return f"{session.name}: authentication refused ({exc}); tried: {session.credentials()}"
+
+
+def _failed(session: SSHSession, doing: str, exc: BaseException) -> str:
+    return f"{session.name}: {doing}: {str(exc) or repr(exc)}"  # EOFError() says nothing
+
+
+#: paramiko's errors, and the socket's under them, as ours: the first row that matches
+#: wins. Every call into paramiko runs in :meth:`SSHSession.translated`, which uses it.
+#: EOFError: the peer hung up during the handshake.
+_ERRORS: tuple[
+    tuple[type[BaseException], type[SSHError], Callable[[SSHSession, str, BaseException], str]],
+    ...,
+] = (
+    (paramiko.BadHostKeyException, HostKeyError, _bad_host_key),
+    (paramiko.AuthenticationException, AuthenticationFailed, _refused),
+    (paramiko.SSHException, SSHError, _failed),
+    (OSError, SSHError, _failed),
+    (EOFError, SSHError, _failed),
+)
 
 
 class CommandResult(NamedTuple):
@@ -224,22 +261,83 @@ class SSHSession:
         self.host = host
         self.name = host.display_name
         self._client: paramiko.SSHClient | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the state below; never held across I/O
+        self._connect_lock = threading.Lock()  # one connect at a time; close() never takes it
+        self._dialing: socket.socket | None = None  # the socket of a connect in progress
         self._closed = False
 
+    @contextmanager
+    def translated(self, doing: str) -> Iterator[None]:
+        """Raise paramiko's and the socket's errors inside as ours (see ``_ERRORS``), each
+        naming the host and ``doing`` ("cannot connect"); our own errors pass as they are."""
+        try:
+            yield
+        except SSHError:  # already ours (an OSError too): a refused unknown host key
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            for foreign, ours, describe in _ERRORS:
+                if isinstance(exc, foreign):
+                    raise ours(describe(self, doing, exc)) from exc
+            raise
+
     def connect(self) -> Self:
-        """Connect and authenticate (idempotent while the connection is alive)."""
-        with self._lock:
-            if self._closed:
-                raise SSHError(f"{self.name}: session was closed")
-            if self._client is not None:
-                transport = self._client.get_transport()
-                if transport is not None and transport.is_active():
+        """Connect and authenticate (idempotent while the connection is alive).
+
+        The network part runs outside the lock that :meth:`close` takes: a close during a
+        connect shuts the socket being connected, and the connect raises :class:`SSHError`.
+        """
+        with self._connect_lock:
+            with self._lock:
+                if self._closed:
+                    raise SSHError(f"{self.name}: session was closed")
+                stale, self._client = self._client, None
+                if stale is not None:
+                    transport = stale.get_transport()
+                    if transport is not None and transport.is_active():
+                        self._client = stale
+                        return self
+            if stale is not None:
+                stale.close()
+            try:
+                client = self._open_client()
+            except SSHError as exc:
+                if self._closed:
+                    raise SSHError(f"{self.name}: session was closed while connecting") from exc
+                raise
+            finally:
+                with self._lock:
+                    self._dialing = None
+            with self._lock:
+                if not self._closed:
+                    self._client = client
                     return self
-                self._client.close()
-                self._client = None
-            self._client = self._open_client()
-        return self
+            client.close()
+            raise SSHError(f"{self.name}: session was closed while connecting")
+
+    def _dial(self) -> socket.socket:
+        """A TCP connection to the host, registered so that :meth:`close` can shut it."""
+        host = self.host
+        addresses = socket.getaddrinfo(host.hostname, host.port, 0, socket.SOCK_STREAM)
+        error = OSError(f"no address for {host.hostname!r}")
+        for family, kind, proto, _, address in addresses:
+            sock = socket.socket(family, kind, proto)
+            with self._lock:
+                closed = self._closed
+                self._dialing = None if closed else sock
+            if closed:
+                sock.close()
+                break
+            try:
+                sock.settimeout(host.connect_timeout)
+                sock.connect(address)
+            except OSError as exc:
+                with self._lock:
+                    self._dialing = None
+                sock.close()
+                error = exc
+                continue
+            return sock
+        raise error
 
     def _open_client(self) -> paramiko.SSHClient:
         host = self.host
@@ -262,43 +360,29 @@ class SSHSession:
                 raise SSHError(f"{self.name}: cannot use the key: {exc}") from exc
         policy = _TrustUnknownHost(host) if host.trust_unknown_hosts else _RefuseUnknownHost(host)
         client.set_missing_host_key_policy(policy)
+        key_filename = os.path.expanduser(host.key_filename) if host.key_filename else None
         started = time.monotonic()
         try:
-            client.connect(
-                host.hostname,
-                port=host.port,
-                username=host.username,
-                key_filename=os.path.expanduser(host.key_filename) if host.key_filename else None,
-                passphrase=host.passphrase.get_secret_value() if host.passphrase else None,
-                password=host.password.get_secret_value() if host.password else None,
-                allow_agent=host.allow_agent,
-                look_for_keys=host.look_for_keys,
-                timeout=host.connect_timeout,
-                banner_timeout=host.connect_timeout,
-                auth_timeout=host.connect_timeout,
-                channel_timeout=host.connect_timeout,
-            )
-        except HostKeyError:
+            with self.translated("cannot connect"):
+                sock = self._dial()
+                client.connect(
+                    host.hostname,
+                    port=host.port,
+                    sock=sock,
+                    username=host.username,
+                    key_filename=key_filename,
+                    passphrase=host.passphrase.get_secret_value() if host.passphrase else None,
+                    password=host.password.get_secret_value() if host.password else None,
+                    allow_agent=host.allow_agent,
+                    look_for_keys=host.look_for_keys,
+                    timeout=host.connect_timeout,
+                    banner_timeout=host.connect_timeout,
+                    auth_timeout=host.connect_timeout,
+                    channel_timeout=host.connect_timeout,
+                )
+        except BaseException:
             client.close()
             raise
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            entry = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
-            where = f" -f {host.known_hosts_file}" if host.known_hosts_file else ""
-            raise HostKeyError(
-                f"{self.name}: host key differs from the known one ({exc.key.get_name()} "
-                f"{exc.key.fingerprint}): the host was reinstalled or the connection is "
-                f"intercepted. If it is expected, remove the old key with "
-                f"`ssh-keygen{where} -R '{entry}'`"
-            ) from exc
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise AuthenticationFailed(
-                f"{self.name}: authentication refused ({exc}); tried: {self._credentials()}"
-            ) from exc
-        except (paramiko.SSHException, OSError) as exc:
-            client.close()
-            raise SSHError(f"{self.name}: cannot connect: {exc}") from exc
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(_KEEPALIVE)
@@ -306,7 +390,8 @@ class SSHSession:
         logger.info("%s: connected in %.0f ms", self.name, (time.monotonic() - started) * 1000)
         return client
 
-    def _credentials(self) -> str:
+    def credentials(self) -> str:
+        """What authentication offers, for messages: "key PATH, agent", never a secret."""
         tried = []
         if self.host.key_filename:
             tried.append(f"key {self.host.key_filename}")
@@ -327,10 +412,8 @@ class SSHSession:
         return transport
 
     def _open_channel(self, timeout: float) -> paramiko.Channel:
-        try:
+        with self.translated("cannot open a channel"):
             channel = self._transport().open_session(timeout=timeout)
-        except (paramiko.SSHException, OSError) as exc:
-            raise SSHError(f"{self.name}: cannot open a channel: {exc}") from exc
         channel.settimeout(timeout)
         return channel
 
@@ -339,14 +422,13 @@ class SSHSession:
         command = shlex.join(argv)
         channel = self._open_channel(timeout)
         try:
-            channel.exec_command(command)
-            stdout = channel.makefile("rb").read(_MAX_OUTPUT)
-            stderr = channel.makefile_stderr("rb").read(_MAX_OUTPUT)
-            if not channel.status_event.wait(timeout):
-                raise SSHError(f"{self.name}: {argv[0]!r} did not finish in {timeout} s")
-            status = int(channel.exit_status)
-        except (paramiko.SSHException, OSError) as exc:
-            raise SSHError(f"{self.name}: running {argv[0]!r} failed: {exc}") from exc
+            with self.translated(f"running {argv[0]!r} failed"):
+                channel.exec_command(command)
+                stdout = channel.makefile("rb").read(_MAX_OUTPUT)
+                stderr = channel.makefile_stderr("rb").read(_MAX_OUTPUT)
+                if not channel.status_event.wait(timeout):
+                    raise SSHError(f"{self.name}: {argv[0]!r} did not finish in {timeout} s")
+                status = int(channel.exit_status)
         finally:
             channel.close()
         return CommandResult(
@@ -358,11 +440,12 @@ class SSHSession:
         command = shlex.join(["exec", "sh", "-c", _EXEC_WITH_PID, "sh", *argv])
         channel = self._open_channel(self.host.connect_timeout)
         try:
-            channel.get_pty(term="dumb", width=200, height=50)
-            channel.exec_command(command)
-        except (paramiko.SSHException, OSError) as exc:
+            with self.translated(f"cannot start {argv[0]!r}"):
+                channel.get_pty(term="dumb", width=200, height=50)
+                channel.exec_command(command)
+        except BaseException:
             channel.close()
-            raise SSHError(f"{self.name}: cannot start {argv[0]!r}: {exc}") from exc
+            raise
         channel.settimeout(None)
         return RemoteProcess(self, channel, sink, self.host.connect_timeout)
 
@@ -372,29 +455,29 @@ class SSHSession:
         One remote shell answers every round (no process start inside the measurement).
         """
         if rounds < 1:
-            raise ValueError("rounds must be >= 1")
+            raise ConfigError(f"rounds must be >= 1, got {rounds}")
         channel = self._open_channel(self.host.connect_timeout)
         samples: list[ClockSample] = []
         try:
-            channel.exec_command(shlex.join(["exec", "env", "LC_ALL=C", "sh", "-c", _CLOCK_LOOP]))
-            replies = channel.makefile("rb")
-            for round_ in range(rounds + 1):  # the first round warms up the remote shell
-                sent_time = time.time()
-                sent_mono = time.monotonic()
-                channel.sendall(b"\n")
-                line = replies.readline(64)
-                rtt = time.monotonic() - sent_mono
-                try:
-                    remote_time = float(line)
-                except ValueError:
-                    raise SSHError(
-                        f"{self.name}: clock reply {line[:40]!r} is not a time (needs "
-                        "bash or GNU date)"
-                    ) from None
-                if round_:
-                    samples.append(ClockSample(sent_time, rtt, remote_time))
-        except (paramiko.SSHException, OSError) as exc:
-            raise SSHError(f"{self.name}: clock measurement failed: {exc}") from exc
+            with self.translated("clock measurement failed"):
+                clock_loop = ["exec", "env", "LC_ALL=C", "sh", "-c", _CLOCK_LOOP]
+                channel.exec_command(shlex.join(clock_loop))
+                replies = channel.makefile("rb")
+                for round_ in range(rounds + 1):  # the first round warms up the remote shell
+                    sent_time = time.time()
+                    sent_mono = time.monotonic()
+                    channel.sendall(b"\n")
+                    line = replies.readline(64)
+                    rtt = time.monotonic() - sent_mono
+                    try:
+                        remote_time = float(line)
+                    except ValueError:
+                        raise SSHError(
+                            f"{self.name}: clock reply {line[:40]!r} is not a time (needs "
+                            "bash or GNU date)"
+                        ) from None
+                    if round_:
+                        samples.append(ClockSample(sent_time, rtt, remote_time))
         finally:
             channel.close()
         result = estimate_clock_offset(samples)
@@ -409,6 +492,11 @@ class SSHSession:
         with self._lock:
             self._closed = True
             client, self._client = self._client, None
+            if self._dialing is not None:  # a connect in progress: it fails at once
+                try:
+                    self._dialing.shutdown(socket.SHUT_RDWR)
+                except OSError as exc:  # not connected yet, or closed meanwhile
+                    logger.debug("%s: shutting the socket being connected: %s", self.name, exc)
         if client is not None:
             client.close()
 

@@ -1,52 +1,48 @@
-"""Counter snapshots of a group (and the small statistics both streams and groups use)."""
+"""Counter snapshots of a group, its cameras and its processors.
+
+(:func:`per_second` and :func:`percentile` live in :mod:`syncstream.rates`, which streams
+use too; they are re-exported here.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .rates import MIN_RATE_SPAN, per_second, percentile
 from .sync import SyncClock
 
 if TYPE_CHECKING:
-    from .processors.base import ProcessorStats
     from .stream import StreamStats
 
-__all__ = ["MIN_RATE_SPAN", "CameraStats", "GroupStats", "per_second", "percentile"]
-
-#: Shortest span (s) a rate is taken over. Just after a start, a burst of events reads as
-#: that many events per this span, not per the microseconds between them.
-MIN_RATE_SPAN = 1.0
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
-    """The value at ``fraction`` (0..1) of ``sorted_values``, nearest rank; None if empty."""
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
+__all__ = [
+    "MIN_RATE_SPAN",
+    "CameraStats",
+    "GroupStats",
+    "ProcessorStats",
+    "per_second",
+    "percentile",
+]
 
 
-def per_second(
-    events_mono: Iterable[float],
-    now_mono: float,
-    *,
-    window: float,
-    start_mono: float,
-    min_span: float = MIN_RATE_SPAN,
-) -> float:
-    """Events per second over the last ``window`` seconds of ``time.monotonic()`` stamps.
+@dataclass(frozen=True)
+class ProcessorStats:
+    """A snapshot of one processor's counters."""
 
-    The events of the span are counted and divided by the span: ``window``, or the time
-    since ``start_mono`` (when the counting began) if that is shorter, but never less than
-    ``min_span``. A burst just after the start so reads as a handful of events per
-    second, never as events per the microseconds between them.
-    """
-    span = min(window, max(now_mono - start_mono, min_span))
-    if span <= 0:
-        return 0.0
-    count = sum(1 for t in events_mono if 0 <= now_mono - t <= span)
-    return count / span
+    name: str
+    #: Sets the callback returned from (including those that raised).
+    processed: int
+    #: Sets replaced in the slot by a newer one before the callback could take them.
+    skipped: int
+    #: Calls that raised.
+    errors: int
+    #: Mean seconds per call; None before the first.
+    mean_time: float | None
+    #: Longest call, in seconds; None before the first.
+    max_time: float | None
+    last_error: str | None
+    running: bool
 
 
 @dataclass(frozen=True)

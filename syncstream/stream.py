@@ -13,10 +13,9 @@ from types import TracebackType
 from typing import TypedDict, Unpack
 
 from .clock import LowerEnvelope, plausible_capture_time, unwrap_pts_time
-from .config import Backend, CaptureClock, ClockFix, RtspTransport, StreamConfig, redact_url
+from .config import Backend, CaptureClock, ClockFix, RtspTransport, StreamConfig
 from .errors import (
     NoFrameYet,
-    ReadTimeout,
     SourceChanged,
     SourceError,
     SourceStalled,
@@ -27,9 +26,11 @@ from .errors import (
 )
 from .frames import Frame
 from .logs import Throttle
+from .rates import per_second, percentile
+from .slot import LatestSlot
 from .sources import Source, SourceFrame, create_source
 from .sources.base import EncodedPacket, PacketListener, PacketSource
-from .stats import per_second, percentile
+from .urls import redact_url
 
 __all__ = ["StreamOptions", "StreamState", "StreamStats", "VideoStream"]
 
@@ -167,13 +168,10 @@ class VideoStream:
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
         self._state = StreamState.NEW
-        self._latest: Frame | None = None
+        # the newest frame: its seq, delivered and skipped counts; read() takes from it
+        self._frames: LatestSlot[Frame] = LatestSlot(self.name, noun="frame", cond=self._cond)
         self._history: deque[Frame] = deque()  # at most `history` frames, max_history_bytes
         self._history_bytes = 0
-        self._last_read_seq = -1
-        self._seq = -1
-        self._delivered = 0
-        self._skipped = 0
         self._reconnects = 0
         self._decode_errors_closed = 0  # counters of sources already closed
         self._rejected_closed = 0
@@ -251,7 +249,7 @@ class VideoStream:
             self._state = StreamState.CLOSED
             self._stop.set()
             source = self._source
-            self._cond.notify_all()
+            self._frames.close()  # wakes readers, and the reader thread in wait_taken()
         if source is not None:
             source.interrupt()
         thread = self._thread
@@ -280,22 +278,9 @@ class VideoStream:
         frame of a file, ``StreamFailed`` when the stream gave up, ``StreamClosed`` after
         :meth:`close`. Never returns None and never the same frame twice.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                frame = self._latest
-                if frame is not None and frame.seq > self._last_read_seq:
-                    self._last_read_seq = frame.seq
-                    self._delivered += 1
-                    self._cond.notify_all()  # a reader waiting for the frame to be taken
-                    return frame
-                self._raise_if_done()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReadTimeout(
-                        f"{self.name}: no new frame within {timeout} s (state {self._state.value})"
-                    )
-                self._cond.wait(remaining)
+        return self._frames.take(
+            timeout, check=self._raise_if_done, detail=lambda: f"state {self._state.value}"
+        )
 
     def latest(self) -> Frame:
         """Return the newest frame without waiting (it may have been returned before: see seq).
@@ -303,10 +288,11 @@ class VideoStream:
         Raises ``NoFrameYet`` before the first frame.
         """
         with self._cond:
-            if self._latest is None:
+            frame = self._frames.latest()
+            if frame is None:
                 self._raise_if_done()
                 raise NoFrameYet(f"{self.name}: no frame decoded yet")
-            return self._latest
+            return frame
 
     def recent(self) -> list[Frame]:
         """The last ``history`` frames, oldest first (for alignment across streams); fewer
@@ -366,9 +352,9 @@ class VideoStream:
             return StreamStats(
                 name=self.name,
                 state=self._state,
-                decoded=self._seq + 1,
-                delivered=self._delivered,
-                skipped=self._skipped,
+                decoded=self._frames.seq + 1,
+                delivered=self._frames.taken,
+                skipped=self._frames.skipped,
                 decode_errors=decode_errors,
                 rejected=rejected,
                 reconnects=self._reconnects,
@@ -521,17 +507,11 @@ class VideoStream:
         )
         with self._cond:
             if lossless:
-                while (
-                    self._latest is not None
-                    and self._latest.seq > self._last_read_seq
-                    and not self._stop.is_set()
-                ):
-                    self._cond.wait()  # read() and close() notify
-            self._seq += 1
+                self._frames.wait_taken()  # read() and close() end it
             frame = Frame(
                 source=self.source,
                 role=self.config.role,
-                seq=self._seq,
+                seq=self._frames.next_seq,
                 width=source_frame.width,
                 height=source_frame.height,
                 arrival_time=arrival_time,
@@ -540,13 +520,8 @@ class VideoStream:
                 pts_time=source_frame.pts_time,
                 convert=source_frame.convert,
             )
-            previous = self._latest
-            if previous is not None and previous.seq > self._last_read_seq:
-                self._skipped += 1
-            if self._consumed:
-                self._last_read_seq = frame.seq
-                self._delivered += 1
-            self._latest = frame
+            # a consuming listener takes every frame: delivered, never skipped
+            self._frames.put(frame, taken=self._consumed)
             self._keep(frame)
             self._arrivals.append(arrival_mono)
             if capture_time is not None:

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, Protocol, TypeVar
 
 from .config import MissingPolicy, SyncPolicy
+from .errors import ConfigError
 
 __all__ = [
     "Aligner",
@@ -324,20 +325,20 @@ class Aligner(Generic[F]):
         max_bytes: int | Mapping[str, int] | None = None,
     ) -> None:
         if not names:
-            raise ValueError("an Aligner needs at least one camera")
+            raise ConfigError("an Aligner needs at least one camera")
         if len(set(names)) != len(names):
-            raise ValueError(f"camera names must be unique, got {list(names)}")
+            raise ConfigError(f"camera names must be unique, got {list(names)}")
         if max_skew is not None and max_skew <= 0:
-            raise ValueError(f"max_skew must be > 0 or None, got {max_skew}")
+            raise ConfigError(f"max_skew must be > 0 or None, got {max_skew}")
         if max_wait <= 0 or history < 1 or exact_tolerance < 0:
-            raise ValueError("max_wait must be > 0, history >= 1 and exact_tolerance >= 0")
+            raise ConfigError("max_wait must be > 0, history >= 1 and exact_tolerance >= 0")
         arrival_delays = dict(arrival_delays or {})
         if not set(arrival_delays) <= set(names):
-            raise ValueError(
+            raise ConfigError(
                 f"arrival_delays of unknown cameras: {set(arrival_delays) - set(names)}"
             )
         if not all(math.isfinite(d) and d >= 0 for d in arrival_delays.values()):
-            raise ValueError(f"arrival_delays must be finite and >= 0, got {arrival_delays}")
+            raise ConfigError(f"arrival_delays must be finite and >= 0, got {arrival_delays}")
         self.names = tuple(names)
         self.policy: SyncPolicy = policy
         self.max_wait = max_wait
@@ -353,7 +354,7 @@ class Aligner(Generic[F]):
         else:
             self._tolerance = math.inf
         if max_bytes is not None and frame_bytes is None:
-            raise ValueError("max_bytes needs frame_bytes, the size of a frame")
+            raise ConfigError("max_bytes needs frame_bytes, the size of a frame")
         budgets = max_bytes if isinstance(max_bytes, Mapping) else dict.fromkeys(names, max_bytes)
         self._cameras: dict[str, _Camera[F]] = {
             name: _Camera(frame_bytes, budgets.get(name)) for name in self.names

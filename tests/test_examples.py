@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import cv2
@@ -22,6 +21,7 @@ import pytest
 
 from syncstream.processors.wall import Wall
 from syncstream.testing.sshd import SshdServer
+from tests.conftest import free_tcp_port, get_when_served, processes_with
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -54,21 +54,6 @@ def _start(script: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _processes_with(text: str) -> list[str]:
-    ps = subprocess.run(
-        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True, timeout=10
-    )
-    return [line for line in ps.stdout.splitlines() if text in line and " ps -ww " not in line]
-
-
-def _free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 2.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return bytes(response.read())
@@ -76,14 +61,7 @@ def _get(url: str, timeout: float = 2.0) -> bytes:
 
 def _wait_for(url: str, proc: subprocess.Popen[str]) -> bytes:
     """GET ``url`` until it answers 200 (the first picture), while ``proc`` runs."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        try:
-            return _get(url)
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return get_when_served(url, DEADLINE, lambda: proc.poll() is None)
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -130,12 +108,12 @@ def test_cctv_wall_snapshot_shows_every_camera_in_its_tile(tmp_path: pathlib.Pat
             assert float(cv2.absdiff(middles[i], middles[j]).mean()) > 10
     x, y, w, h = wall.tile_rect("cam3")
     assert picture[y : y + h, x + w + wall.gap :].max() == 0  # the fourth cell stays empty
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_cctv_wall_serves_the_wall_and_stops_cleanly_on_a_signal(signum: signal.Signals) -> None:
-    port = _free_tcp_port()
+    port = free_tcp_port()
     size = {signal.SIGTERM: "332x252", signal.SIGINT: "334x254"}[signum]
     proc = _start("cctv_wall.py", "--local", "--cameras", "2", "--size", size,
                   "--serve", f"127.0.0.1:{port}")  # fmt: skip
@@ -156,7 +134,7 @@ def test_cctv_wall_serves_the_wall_and_stops_cleanly_on_a_signal(signum: signal.
     assert f"web view: http://127.0.0.1:{port}/" in stdout
     assert ("stopped by SIGTERM" if signum == signal.SIGTERM else "stopped by Ctrl-C") in stdout
     assert "Traceback" not in stderr
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
     with pytest.raises(OSError):
         _get(f"http://127.0.0.1:{port}/stats", timeout=1)
 
@@ -206,7 +184,7 @@ def test_cctv_wall_starts_ffmpeg_over_ssh_and_stops_it(
     picture = cv2.imread(str(png))
     assert picture is not None
     assert (picture.shape[1], picture.shape[0]) == Wall(["a", "b"], tile_size=(480, 270)).size
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
 
 
 # -- speaker_view ------------------------------------------------------------------------
@@ -214,7 +192,7 @@ def test_cctv_wall_starts_ffmpeg_over_ssh_and_stops_it(
 
 def test_speaker_view_finds_no_speaker_in_test_patterns(tmp_path: pathlib.Path) -> None:
     png = tmp_path / "speaker.png"
-    port = _free_tcp_port()
+    port = free_tcp_port()
     size = "338x258"
     proc = _start("speaker_view.py", "--local", "--size", size, "--seconds", "4",
                   "--serve", f"127.0.0.1:{port}", "--snapshot", str(png))  # fmt: skip
@@ -240,7 +218,7 @@ def test_speaker_view_finds_no_speaker_in_test_patterns(tmp_path: pathlib.Path) 
     picture = cv2.imread(str(png))
     assert picture is not None and picture.shape == (320, 320, 3)
     assert float(picture.mean()) < 60  # the dark "no speaker" picture, not a face
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
 
 
 def test_speaker_view_searches_the_sub_streams_of_dual_stream_cameras() -> None:
@@ -256,7 +234,7 @@ def test_speaker_view_searches_the_sub_streams_of_dual_stream_cameras() -> None:
     lines = [line for line in stdout.splitlines() if line.startswith("speaker: ")]
     analysed = [line for line in lines if "waiting" not in line]
     assert analysed and all(line.endswith("(searched: sub)") for line in analysed)
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
     bad = subprocess.run([sys.executable, str(EXAMPLES / "speaker_view.py"), "udp://:1", "--sub",
                           "160x120"], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert bad.returncode == 2 and "--sub goes with --local" in bad.stderr
@@ -298,7 +276,7 @@ def test_record_and_replay_replays_every_recorded_set(tmp_path: pathlib.Path) ->
         for segment in segments:
             listed = f"  {camera}/{segment.name}  {segment.stat().st_size} bytes"
             assert listed in result.stdout
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
 
 
 def test_record_and_replay_stops_recording_on_sigterm_and_still_replays(
@@ -324,7 +302,7 @@ def test_record_and_replay_stops_recording_on_sigterm_and_still_replays(
     assert "stopped by SIGTERM" in stdout
     recorded, replayed, _ = _summary_numbers(stdout)
     assert recorded == replayed > 0
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")
 
 
 def test_record_and_replay_refuses_a_directory_holding_a_recording(
@@ -337,4 +315,4 @@ def test_record_and_replay_refuses_a_directory_holding_a_recording(
     assert result.returncode == 1
     assert "holds a recording already" in result.stderr
     assert (tmp_path / "index.jsonl").read_text() == ""
-    assert not _processes_with(f"size={size}:")
+    assert not processes_with(f"size={size}:")

@@ -120,7 +120,7 @@ def test_bad_camera_lists_are_refused_before_anything_starts() -> None:
 def test_a_camera_that_goes_silent_leaves_partial_sets() -> None:
     with StreamGroup([_camera("a"), _camera("b")], max_wait=0.3) as group:
         group.read(timeout=10.0)
-        group.senders["b"].stop()
+        group.senders["b"].close()
         deadline = time.monotonic() + 10.0
         partial: list[FrameSet] = []
         while len(partial) < 10 and time.monotonic() < deadline:
@@ -137,8 +137,8 @@ def test_a_camera_that_goes_silent_leaves_partial_sets() -> None:
 def test_wait_policy_gives_no_partial_sets() -> None:
     with StreamGroup([_camera("a"), _camera("b")], max_wait=0.3, on_missing="wait") as group:
         group.read(timeout=10.0)
-        group.senders["b"].stop()
-        time.sleep(0.5)  # let b's last frames through
+        group.senders["b"].close()
+        # b's last frames still make sets; then no partial set comes, only the timeout
         with pytest.raises(ReadTimeout):
             while True:
                 assert group.read(timeout=1.0).complete
@@ -255,6 +255,35 @@ def test_processor_close_is_called_with_the_group() -> None:
             group.read(timeout=10.0)
         assert set(group.stats.processors) == {"Sink", "Sink#2"}
     assert sink.closed
+
+
+def test_a_processor_cannot_draw_on_the_picture_another_processor_sees() -> None:
+    refused: list[str] = []
+    seen: list[tuple[bool, float]] = []
+    lock = threading.Lock()
+
+    def vandal(fs: FrameSet) -> None:
+        try:
+            fs["a"].image[:] = 0
+        except ValueError as exc:  # numpy: "assignment destination is read-only"
+            with lock:
+                refused.append(str(exc))
+        copy = fs["a"].image.copy()  # what a processor that draws works on
+        copy[:] = 0
+
+    def watcher(fs: FrameSet) -> None:
+        image = fs["a"].image
+        with lock:
+            seen.append((image.flags.writeable, float(image.mean())))
+
+    with StreamGroup([_camera("a")]) as group:
+        vandal_worker = group.add_processor(vandal)
+        group.add_processor(watcher)
+        wait_until(lambda: len(seen) >= 10 and len(refused) >= 10, 10.0, "10 sets each")
+        assert vandal_worker.stats.errors == 0
+    assert all("read-only" in message for message in refused)
+    # the test pattern is never black: the vandal's zeros never reached the watcher
+    assert all(not writeable and mean > 10 for writeable, mean in seen)
 
 
 def test_remote_camera_over_ssh_has_its_clock_offset_measured(sshd: SshdServer) -> None:
@@ -466,31 +495,36 @@ def test_closing_a_worker_lets_the_waiting_set_through_before_close() -> None:
     assert worker.stats.processed == 2
 
 
-def test_a_hung_worker_is_closed_after_its_timeout_and_never_called_again() -> None:
-    release, calls = threading.Event(), []
+def test_a_hung_worker_is_closed_when_its_call_returns_and_never_called_again() -> None:
+    """close() waits for a running call up to its timeout, then leaves the processor's
+    close() to the worker thread: never while the processor is still in a call."""
+    release, entered, closed = threading.Event(), threading.Event(), threading.Event()
+    calls: list[tuple[int, bool]] = []
+    in_call = threading.Lock()  # held by the worker while the processor runs
 
     class Hung:
-        closed = False
+        closed_during_call: bool | None = None
 
         def __call__(self, frameset: FrameSet) -> None:
-            calls.append((frameset.seq, self.closed))
-            release.wait(10.0)
+            with in_call:
+                calls.append((frameset.seq, closed.is_set()))
+                entered.set()
+                release.wait(10.0)
 
         def close(self) -> None:
-            self.closed = True
+            self.closed_during_call = in_call.locked()
+            closed.set()
 
     processor = Hung()
     worker = ProcessorWorker(processor).start()
     worker.submit(_set(1))
-    while not calls:
-        time.sleep(0.01)
+    assert entered.wait(5.0)
     worker.submit(_set(2))
-    started = time.monotonic()
-    worker.close(timeout=0.3)
-    assert time.monotonic() - started < 2.0
-    assert processor.closed and worker.stats.skipped == 1  # set 2 dropped, counted
+    worker.close(timeout=0.3)  # returns after its timeout, the call still running
+    assert not closed.is_set() and worker.stats.skipped == 1  # set 2 dropped, counted
+    assert worker.stats.running
     release.set()
-    deadline = time.monotonic() + 5.0
-    while worker.stats.running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not worker.stats.running and calls == [(1, False)]
+    assert closed.wait(5.0)  # closed by the worker once the call returned
+    assert processor.closed_during_call is False
+    wait_until(lambda: not worker.stats.running, 5.0, "the worker thread ends")
+    assert calls == [(1, False)]

@@ -4,7 +4,6 @@ no sender (local or over SSH), no SSH connection and no thread of the group behi
 from __future__ import annotations
 
 import itertools
-import pathlib
 import signal
 import threading
 import time
@@ -18,7 +17,7 @@ from syncstream import Camera, FrameSet, SenderConfig, StreamClosed, StreamGroup
 from syncstream.processors.base import ProcessorWorker
 from syncstream.senders import LocalSender, SenderFleet, free_udp_port
 from syncstream.testing.sshd import SshdServer
-from tests.conftest import holds_for, ssh_host, wait_until
+from tests.conftest import descendants, holds_for, processes, processes_with, ssh_host, wait_until
 
 SMALL = SenderConfig(input="testsrc", size=(160, 120), fps=15)
 # A start that watches each new ffmpeg for 3 s: the senders are starting for that long.
@@ -30,50 +29,26 @@ Condition = Callable[[], bool]
 # -- what runs: processes from /proc, threads ---------------------------------------------
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """Every process with a command line (zombies have none): pid -> (parent, command)."""
-    found = {}
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "cmdline").read_bytes()
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):  # the process ended meanwhile
-            continue
-        if raw:
-            found[int(entry.name)] = (parent, raw.replace(b"\0", b" ").decode(errors="replace"))
-    return found
-
-
 def _senders(ports: list[int]) -> list[int]:
     """The ffmpeg processes sending to one of ``ports``: local ones, and those that sshd
     started (the SSH host is this machine)."""
     marks = [f"udp://127.0.0.1:{port}?" for port in ports]
     return [
-        pid
-        for pid, (_, command) in _processes().items()
-        if "ffmpeg" in command and any(mark in command for mark in marks)
+        p.pid
+        for p in processes()
+        if "ffmpeg" in p.command and any(mark in p.command for mark in marks)
     ]
 
 
 def _sshd_listener(server: SshdServer) -> int:
-    config = str(server.workdir / "sshd_config")
-    [pid] = [pid for pid, (_, command) in _processes().items() if config in command]
-    return pid
+    [listener] = processes_with(str(server.workdir / "sshd_config"))
+    return listener.pid
 
 
 def _sshd_children(listener: int) -> list[str]:
-    """The commands of every process below the sshd listener: its connections' sessions."""
-    processes = _processes()
-    found, todo = [], [listener]
-    while todo:
-        parent = todo.pop()
-        for pid, (ppid, command) in processes.items():
-            if ppid == parent:
-                found.append(command)
-                todo.append(pid)
-    return found
+    """The commands of every process below the sshd listener: its connections' sessions
+    (a zombie, with no command line, is not one)."""
+    return [p.command for p in descendants(listener) if p.argv]
 
 
 def _threads_since(before: set[threading.Thread]) -> list[str]:
@@ -324,8 +299,8 @@ def test_a_sender_stopped_during_its_start_is_gone_when_stop_returns() -> None:
     starter = threading.Thread(target=start, name="test-starter")
     starter.start()
     wait_until(lambda: bool(_senders([port])), 10, "ffmpeg spawned")
-    sender.stop()
-    assert not _senders([port])  # stop() waited for the start in flight
+    sender.close()
+    assert not _senders([port])  # close() waited for the start in flight
     starter.join(10)
     assert len(raised) == 1  # start() raised StreamClosed
     assert sender.restarts == 0

@@ -119,7 +119,7 @@ def test_a_camera_350_ms_behind_the_others_gets_complete_sets() -> None:
                 sets = _read(group, 30)
                 stats = group.stats
         finally:
-            sender.stop()
+            sender.close()
     assert sum(fs.complete for fs in sets) >= 28
     assert all(fs.skew <= 0.05 for fs in sets)
     late = stats.cameras["c0"]

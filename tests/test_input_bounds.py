@@ -61,7 +61,7 @@ try:
 except StreamFailed as exc:
     error = exc.__cause__
 finally:
-    sender.stop()
+    sender.close()
     stream.close()
 print(json.dumps({
     "base_kib": base, "peak_kib": status("VmHWM"), "error": type(error).__name__,

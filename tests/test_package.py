@@ -68,3 +68,68 @@ def test_examples_run_with_simulated_cameras(script: pathlib.Path, tmp_path: pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each syncstream module to the syncstream modules it imports at module level, those
+    imported for type checking only included (imports inside functions are not)."""
+    import ast
+
+    root = pathlib.Path(syncstream.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = ["syncstream", *path.relative_to(root).with_suffix("").parts]
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        statements = list(ast.parse(path.read_text()).body)
+        found: set[str] = set()
+        for node in statements:
+            if isinstance(node, ast.If):  # if TYPE_CHECKING:
+                statements += node.body
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    qualified = f"{module}.{alias.name}"  # a submodule, or a name in module
+                    found.add(qualified if qualified in modules else module)
+        graph[name] = found & modules.keys()
+    return graph
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for module in graph[todo.pop()] - seen:
+            seen.add(module)
+            todo.append(module)
+    return seen
+
+
+def test_processors_know_a_group_view_not_the_group_and_stats_not_streams() -> None:
+    graph = _module_imports()
+    processors = [name for name in graph if name.startswith("syncstream.processors")]
+    assert "syncstream.processors.wall" in processors
+    for name in processors:
+        assert "syncstream.group" not in _reachable(graph, name), name
+    assert "syncstream.stats" not in _reachable(graph, "syncstream.stream")
+    assert "syncstream.group" in _reachable(graph, "syncstream.session")  # it sees imports
+
+
+def test_examples_import_the_library_from_its_public_api() -> None:
+    """What a program needs (cameras, sessions, a free port) comes from ``syncstream``; the
+    examples reach elsewhere only for argument parsing and the session file's tables."""
+    import ast
+
+    allowed = {"syncstream", "syncstream.cli.args", "syncstream.session_config"}
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("syncstream"):
+                assert node.module in allowed, f"{script.name}: from {node.module} import"
+                if node.module == "syncstream":
+                    for alias in node.names:
+                        assert alias.name in syncstream.__all__, f"{script.name}: {alias.name}"
+    for name in ("CameraStream", "Session", "SessionConfig", "free_udp_port"):
+        assert name in syncstream.__all__

@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -26,6 +25,8 @@ from numpy.typing import NDArray
 from syncstream.clock import MPEGTS_PTS_PERIOD
 from syncstream.errors import ConfigError, SourceError, StampNotFound, StreamClosed
 from syncstream.probe import StampSender, decode_stamp, encode_stamp
+from syncstream.senders import free_udp_port
+from tests.conftest import wait_until
 
 STAMP = 1_700_000_000.123456
 STAMP_MICROS = 1_700_000_000_123_456
@@ -217,7 +218,7 @@ def test_sender_constructor_validates_and_does_no_io() -> None:
     assert sender.name == "stamp-sender:1234"
     assert sender.frames_sent == 0 and sender.error is None
     assert sender.argv[0] == "ffmpeg" and "320x240" in sender.argv
-    sender.stop()  # never started: nothing to do
+    sender.close()  # never started: nothing to do
     with pytest.raises(StreamClosed):
         sender.start()
     for bad in [
@@ -231,13 +232,6 @@ def test_sender_constructor_validates_and_does_no_io() -> None:
     ]:
         with pytest.raises(ConfigError):
             StampSender(**bad)  # type: ignore[arg-type]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wrapped_difference(a: float, b: float) -> float:
@@ -290,14 +284,12 @@ def test_stamp_sender_reports_ffmpeg_dying() -> None:
     with sender:
         assert sender.pid is not None
         os.kill(sender.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while sender.error is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: sender.error is not None, 10, "the sender reports ffmpeg's end")
         assert isinstance(sender.error, SourceError)
         assert isinstance(sender.error.__cause__, BrokenPipeError)
         assert "stamp-sender" in str(sender.error)
     sent = sender.frames_sent
-    sender.stop()  # idempotent
+    sender.close()  # idempotent
     assert sender.frames_sent == sent
     with pytest.raises(StreamClosed):
         sender.start()

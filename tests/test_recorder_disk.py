@@ -18,8 +18,10 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from conftest import CameraFactory
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from test_recorder import _read_until
 
 from syncstream import Camera, FrameSet, StreamGroup
 from syncstream.errors import RecordingError
@@ -34,23 +36,10 @@ from syncstream.recording.index import (
     parse_index_line,
 )
 from syncstream.recording.writer import END_ERROR_CHARS, IndexWriter
-from syncstream.testing.plugin import TsRecorder, TsReplayFactory
 
 pytestmark = pytest.mark.timeout(60)
 
-CameraFactory = Callable[[str, str], Camera]
 _TS_PACKET = 188
-
-
-@pytest.fixture
-def replayed(ts_recorder: TsRecorder, ts_replay: TsReplayFactory) -> CameraFactory:
-    """``replayed(name, pattern)``: a camera fed by a recorded test pattern over UDP."""
-
-    def camera(name: str, pattern: str = "testsrc") -> Camera:
-        replay = ts_replay(ts_recorder(seconds=2.0, pattern=pattern, name=name))
-        return Camera(name=name, url=replay.url)
-
-    return camera
 
 
 @pytest.fixture
@@ -86,14 +75,6 @@ def _free_bytes(path: pathlib.Path) -> int:
 def _fill(path: pathlib.Path, size: int) -> None:
     with path.open("wb") as file:
         file.write(bytes(max(0, size)))
-
-
-def _read_until(group: StreamGroup, done: Callable[[], bool], limit: int = 2000) -> None:
-    for _ in range(limit):
-        if done():
-            return
-        group.read(timeout=10.0)
-    raise AssertionError(f"condition not reached within {limit} frame sets")
 
 
 def _index_lines(directory: pathlib.Path) -> list[bytes]:

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-from pydantic import ValidationError
 
-from syncstream import Camera, Frame, FrameSet, LocalSender, SenderConfig, StreamGroup, VideoStream
+from syncstream import (
+    Camera,
+    ConfigError,
+    Frame,
+    FrameSet,
+    LocalSender,
+    SenderConfig,
+    StreamGroup,
+    VideoStream,
+)
 from syncstream.config import CameraStream
 from syncstream.senders import free_udp_port, sender_argv
 from syncstream.senders.fleet import sender_config_for
 from syncstream.testing.sshd import SshdServer
 from tests.conftest import alive as _alive
-from tests.conftest import ssh_host
+from tests.conftest import processes, ssh_host, wait_until
 
 MAIN = SenderConfig(size=(320, 240), fps=30.0)
 SUB = {"size": (160, 120), "fps": 10.0}
@@ -34,8 +41,8 @@ def _dual(name: str, pattern: str = "testsrc", camera: dict[str, object] | None 
 
 
 def _cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as file:
-        return [part.decode() for part in file.read().split(b"\0") if part]
+    [process] = [process for process in processes() if process.pid == pid]
+    return list(process.argv)
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -85,7 +92,7 @@ def test_bad_streams_are_refused_naming_the_role(fields: dict[str, object], mess
     base: dict[str, object] = {"name": "door", "sender": {}, "port": 9000}
     if fields.get("sender", {}) is None:
         del base["port"]  # a camera that streams already has no port
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ConfigError, match=message):
         Camera.model_validate({**base, **fields})
 
 
@@ -165,9 +172,7 @@ def test_main_and_sub_frames_of_one_sender_share_capture_times() -> None:
         with LocalSender(config, name="door") as sender:
             pid = sender.pid
             assert pid is not None
-            deadline = time.monotonic() + 15.0
-            while len(got["sub"]) < 30 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: len(got["sub"]) >= 30, 15.0, "30 sub frames")
         assert sub.latest().source == "door" and sub.name == "door:sub"
     assert not _alive(pid)
     with lock:
@@ -229,7 +234,7 @@ def test_sets_align_per_role_and_processors_get_the_role_they_ask_for(
         group.read(role="zoom")
     sub_sets = [group.read(timeout=15.0, role="sub") for _ in range(12)]
     main_sets = [group.read(timeout=15.0) for _ in range(5)]
-    time.sleep(0.5)
+    wait_until(lambda: bool(on_sub.sets), 10.0, "the sub processor got a set")
     stats = group.stats
     # one ffmpeg per camera, sending both streams
     assert set(group.senders) == {"door", "hall", "yard"}
@@ -250,9 +255,15 @@ def test_sets_align_per_role_and_processors_get_the_role_they_ask_for(
     sub_stats = stats.roles["sub"]
     assert sub_stats.role == "sub" and sub_stats.sets >= 12
     assert stats.sets > 2 * sub_stats.sets
-    # the sub streams keep the wall clock's tenths: sets at the sub rate, none refused for
-    # skew, frames of different cameras within about one main frame interval
-    assert 8.0 <= sub_stats.sets_per_second <= 11.0
+    # the sub streams keep the wall clock's tenths: a set per sub frame (0.1 s apart in
+    # capture time), none refused for skew, frames of different cameras within about one
+    # main frame interval (the rate on our clock: benchmarks/roles.py)
+    steps = sorted(
+        (b["door"].capture_time - a["door"].capture_time) / (b.seq - a.seq)  # type: ignore[operator]
+        for a, b in itertools.pairwise(sub_sets)
+        if b.seq > a.seq
+    )
+    assert steps and 0.09 < steps[len(steps) // 2] < 0.11
     assert sub_stats.partial == 0 and sub_stats.skew_p50 is not None
     assert sub_stats.skew_p50 < 0.04
     assert [line.split()[0] for line in stats.lines()[-2:]] == ["group", "group:sub"]
@@ -284,9 +295,7 @@ def test_a_processor_asking_for_a_role_nobody_has_gets_main_sets() -> None:
         assert group.roles == ("main",)
         group.add_processor(WantsSub())
         group.read(timeout=15.0)
-        deadline = time.monotonic() + 10.0
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bool(seen), 10.0, "the processor got a set")
     assert seen and set(seen) == {"main"}
 
 
@@ -299,7 +308,4 @@ def test_a_remote_dual_stream_camera_is_one_sender_and_stops_cleanly(sshd: SshdS
         assert pid is not None and _cmdline(pid).count("-map") == 2
     assert main["far"].width == 320 and sub["far"].width == 160
     assert main["far"].capture_time is not None and sub["far"].capture_time is not None
-    deadline = time.monotonic() + 5.0
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(pid)
+    wait_until(lambda: not _alive(pid), 5.0, f"remote ffmpeg {pid} gone")

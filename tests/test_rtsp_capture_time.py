@@ -12,10 +12,9 @@ import time
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 from rtsp_fixture import rtsp_server, rtsp_server_available
 
-from syncstream import Frame, StreamConfig, StreamEnded, StreamFailed, VideoStream
+from syncstream import ConfigError, Frame, StreamConfig, StreamEnded, StreamFailed, VideoStream
 from syncstream.probe import decode_stamp
 from syncstream.sources import SourceCounters, SourceFrame
 
@@ -171,5 +170,5 @@ def test_rtsp_transport_is_the_one_asked_for() -> None:
 
 def test_rtsp_transport_is_checked() -> None:
     assert StreamConfig(url="rtsp://camera/stream").rtsp_transport == "auto"
-    with pytest.raises(ValidationError, match="rtsp_transport"):
+    with pytest.raises(ConfigError, match="rtsp_transport"):
         StreamConfig(url="rtsp://camera/stream", rtsp_transport="quic")  # type: ignore[arg-type]

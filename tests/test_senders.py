@@ -9,14 +9,12 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DATA, free_udp_port
+from conftest import DATA, free_udp_port, processes, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from syncstream import (
     LocalSender,
@@ -44,21 +42,9 @@ def _option(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    """Whether process ``pid`` runs (a zombie does not)."""
+    return any(p.pid == pid and p.state != "Z" for p in processes())
 
 
 # -- the command -------------------------------------------------------------------------
@@ -133,7 +119,7 @@ def test_mjpeg_is_refused_as_a_sender_codec() -> None:
 )
 def test_bad_sender_config_fails_naming_the_field(field: str, value: object) -> None:
     fields: dict[str, object] = {"destination": "udp://127.0.0.1:5000", field: value}
-    with pytest.raises(ValidationError, match=field):
+    with pytest.raises(ConfigError, match=field):
         SenderConfig.model_validate(fields)
 
 
@@ -240,11 +226,15 @@ def test_killed_ffmpeg_is_restarted_and_frames_resume() -> None:
         first_pid = sender.pid
         assert first_pid is not None
         os.kill(first_pid, signal.SIGKILL)
-        assert _wait_for(lambda: sender.restarts == 1 and sender.is_running)
+        wait_until(lambda: sender.restarts == 1 and sender.is_running, 10.0, "restarted")
         assert sender.pid not in (None, first_pid)
         assert not _alive(first_pid)
         restarted_mono = time.monotonic()
-        assert _wait_for(lambda: stream.latest().arrival_mono > restarted_mono + 0.1)
+        wait_until(
+            lambda: stream.latest().arrival_mono > restarted_mono + 0.1,
+            10.0,
+            "frames after the restart",
+        )
         assert sender.error is None
 
 
@@ -254,7 +244,7 @@ def test_sender_gives_up_after_max_restarts(tmp_path: Path) -> None:
     policy = RestartPolicy(delay=0.05, max_delay=0.1, max_restarts=2)
     sender = LocalSender(_config(input=str(junk), startup_wait=0, restart=policy))
     with sender:
-        assert _wait_for(lambda: sender.error is not None)
+        wait_until(lambda: sender.error is not None, 10.0, "the sender reports an error")
         assert sender.restarts == 2
         assert not sender.is_running
         error = sender.error
@@ -263,18 +253,29 @@ def test_sender_gives_up_after_max_restarts(tmp_path: Path) -> None:
         assert error.returncode not in (None, 0)
 
 
-def test_stop_is_idempotent_and_final() -> None:
+def test_close_is_idempotent_and_final() -> None:
     sender = LocalSender(_config())
-    sender.stop()  # never started: nothing to do
+    sender.close()  # never started: nothing to do
     with pytest.raises(StreamClosed):
         sender.start()
     running = LocalSender(_config()).start()
     pid = running.pid
     assert pid is not None
-    running.stop()
-    running.stop()
+    running.close()
+    running.close()
     assert not _alive(pid)
     assert running.returncode is not None
+
+
+def test_stop_is_a_deprecated_name_of_close() -> None:
+    running = LocalSender(_config()).start()
+    pid = running.pid
+    assert pid is not None
+    with pytest.warns(DeprecationWarning, match=r"LocalSender\.stop\(\) is deprecated"):
+        running.stop()
+    assert not _alive(pid)
+    with pytest.raises(StreamClosed):
+        running.start()
 
 
 def test_sender_that_ignores_sigterm_is_killed() -> None:
@@ -286,8 +287,8 @@ def test_sender_that_ignores_sigterm_is_killed() -> None:
     sender.start()
     pid = sender.pid
     assert pid is not None
-    assert _wait_for(lambda: "ready" in sender.stderr_tail)
-    sender.stop()
+    wait_until(lambda: "ready" in sender.stderr_tail, 10.0, "ready on stderr")
+    sender.close()
     assert not _alive(pid)
     assert sender.returncode == -signal.SIGKILL
 
@@ -303,13 +304,13 @@ def test_files_from_tests_data_are_sent_in_a_loop() -> None:
 def test_argv_senders_do_not_restart() -> None:
     clean = LocalSender(["true"], name="clean").start()
     failing = LocalSender(["false"], name="failing").start()
-    assert _wait_for(lambda: clean.returncode == 0 and failing.returncode == 1)
+    wait_until(lambda: clean.returncode == 0 and failing.returncode == 1, 10.0, "both ended")
     assert clean.restarts == failing.restarts == 0
     assert clean.error is None  # a clean exit is not an error
-    assert _wait_for(lambda: failing.error is not None)
+    wait_until(lambda: failing.error is not None, 10.0, "the failing sender reports an error")
     assert "restart is off" in str(failing.error)
-    clean.stop()
-    failing.stop()
+    clean.close()
+    failing.close()
 
 
 def test_stderr_without_newlines_is_cut_in_the_tail() -> None:
@@ -317,9 +318,9 @@ def test_stderr_without_newlines_is_cut_in_the_tail() -> None:
     flood = "{ head -c 8000000 /dev/zero | tr '\\0' x; echo; echo last words; } >&2; exit 3"
     sender = LocalSender(["sh", "-c", flood], name="flood").start()
     try:
-        assert _wait_for(lambda: sender.error is not None)
+        wait_until(lambda: sender.error is not None, 10.0, "the sender reports an error")
     finally:
-        sender.stop()
+        sender.close()
     tail = sender.stderr_tail
     assert tail[-1] == "last words"
     assert tail[0].startswith("x" * 1000) and "more characters]" in tail[0]
@@ -341,25 +342,18 @@ def test_stop_while_starting_leaves_no_process() -> None:
 
     starter = threading.Thread(target=start)
     starter.start()
-    assert _wait_for(lambda: bool(sender.stderr_tail) or _ffmpeg_children() != [])
-    sender.stop()
+    wait_until(lambda: bool(sender.stderr_tail) or _ffmpeg_children() != [], 10.0, "ffmpeg started")
+    sender.close()
     starter.join(10)
     assert len(outcome) == 1
     assert isinstance(outcome[0], StreamClosed)
-    assert _wait_for(lambda: _ffmpeg_children() == [])
+    wait_until(lambda: _ffmpeg_children() == [], 10.0, "no ffmpeg child left")
 
 
 def _ffmpeg_children() -> list[int]:
     """PIDs of ffmpeg processes started by this test process."""
-    me = str(os.getpid())
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                name = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if fields[1] == me and name == "ffmpeg" and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
+    return [
+        p.pid
+        for p in processes()
+        if p.parent == os.getpid() and p.argv and Path(p.argv[0]).name == "ffmpeg"
+    ]

@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, free_udp_port, ssh_host
+from conftest import (
+    DATA,
+    Process,
+    alive,
+    free_tcp_port,
+    free_udp_port,
+    processes,
+    processes_with,
+    ssh_host,
+    wait_until,
+)
 
 from syncstream import (
     AuthenticationFailed,
@@ -34,6 +44,7 @@ from syncstream import (
     SenderConfig,
     SenderError,
     SSHError,
+    SSHHost,
     SSHSession,
     StreamClosed,
     SyncStreamError,
@@ -82,53 +93,24 @@ def _frame_captured_after(stream: VideoStream, moment: float) -> Frame:
         assert time.monotonic() < deadline, f"no frame captured after {moment}"
 
 
-def _exists(pid: int) -> bool:
-    """True while a process (or a not yet reaped zombie) has this PID on this machine."""
-    return Path(f"/proc/{pid}").exists()
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {seconds:g} s: {what}")
-        time.sleep(0.02)
-
-
-def _ffmpeg_processes(destination: str) -> list[str]:
-    """``ps`` lines of ffmpeg processes whose arguments hold ``destination``.
-
-    ``-ww``: without it ps cuts lines at 80 columns when not writing to a terminal.
-    """
-    listing = subprocess.run(
-        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True, timeout=10
-    ).stdout
-    return [line for line in listing.splitlines()[1:] if "ffmpeg" in line and destination in line]
-
-
-def _argv(pid: int) -> list[str]:
-    """The process's arguments ([] once it is gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.decode(errors="replace").split("\0")[:-1]
+def _ffmpeg_processes(destination: str) -> list[Process]:
+    """The ffmpeg processes (or shells starting one) whose arguments hold ``destination``."""
+    return [p for p in processes_with(destination) if "ffmpeg" in p.command]
 
 
 def _is_ffmpeg(pid: int, destination: str) -> bool:
     """True while ``pid`` runs ffmpeg itself (not the shell that execs it) to ``destination``."""
-    argv = _argv(pid)
+    argv = next((p.argv for p in processes() if p.pid == pid), ())
     return bool(argv) and Path(argv[0]).name == "ffmpeg" and any(destination in a for a in argv)
 
 
 def _wait_for_ffmpeg(pid: int, destination: str) -> None:
     """Wait until the recorded PID is ffmpeg: the shell that reported it execs ffmpeg."""
-    _wait_until(lambda: _is_ffmpeg(pid, destination), 5.0, f"pid {pid} runs ffmpeg")
+    wait_until(lambda: _is_ffmpeg(pid, destination), 5.0, f"pid {pid} runs ffmpeg")
 
 
 def _assert_no_ffmpeg_left(pid: int, destination: str) -> None:
-    _wait_until(lambda: not _exists(pid), 5.0, f"remote ffmpeg pid {pid} gone")
+    wait_until(lambda: not alive(pid), 5.0, f"remote ffmpeg pid {pid} gone")
     assert _ffmpeg_processes(destination) == []
 
 
@@ -241,12 +223,12 @@ def test_frames_from_two_remote_senders(sshd: SshdServer) -> None:
         assert own.is_running and shared.is_running
         assert own.pid != shared.pid
         assert own.host == shared.host == f"{sshd.username}@{sshd.host}:{sshd.port}"
-        shared.stop()
+        shared.close()
         # a session passed in belongs to the caller: stopping the sender leaves it open
         assert session.run(["echo", "still open"]).stdout == "still open\n"
     finally:
-        own.stop()
-        shared.stop()
+        own.close()
+        shared.close()
         session.close()
 
 
@@ -307,11 +289,8 @@ def test_agent_authentication(
 
 
 def test_closed_port_is_an_ssh_error(sshd: SshdServer) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = int(probe.getsockname()[1])
     with pytest.raises(SSHError, match="cannot connect"):
-        SSHSession(ssh_host(sshd, port=closed_port)).connect()
+        SSHSession(ssh_host(sshd, port=free_tcp_port())).connect()
 
 
 def test_server_without_banner_times_out(sshd: SshdServer) -> None:
@@ -320,6 +299,63 @@ def test_server_without_banner_times_out(sshd: SshdServer) -> None:
         error = _error_in_thread(session.connect, DEADLINE)
     assert isinstance(error, SSHError), error
     assert not isinstance(error, (HostKeyError, AuthenticationFailed))
+
+
+def _blackhole_host(port: int) -> SSHHost:
+    """A host whose connect would only end by its (long) timeout."""
+    return SSHHost(
+        hostname="127.0.0.1", port=port, connect_timeout=25.0, allow_agent=False,
+        look_for_keys=False, trust_unknown_hosts=True,
+    )  # fmt: skip
+
+
+def _connect_in_thread(session: SSHSession) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            session.connect()
+        except SSHError as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _syn_sent_to(port: int) -> bool:
+    """Whether a TCP connect to 127.0.0.1:``port`` waits for the peer's SYN-ACK."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return any(row[2] == f"0100007F:{port:04X}" and row[3] == "02" for row in rows)
+
+
+def test_close_during_the_ssh_handshake_ends_the_connect() -> None:
+    """A peer that accepts and never speaks: close() shuts the socket, connect() fails."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(DEADLINE)
+        session = SSHSession(_blackhole_host(listener.getsockname()[1]))
+        thread, errors = _connect_in_thread(session)
+        peer, _ = listener.accept()  # the TCP connect is done: SSH waits for the banner
+        with peer:
+            session.close()
+            wait_until(lambda: not thread.is_alive(), DEADLINE, "connect ends after close")
+    assert len(errors) == 1 and "closed while connecting" in str(errors[0]), errors
+
+
+def test_close_during_the_tcp_connect_ends_the_connect() -> None:
+    """A listener whose backlog is full drops SYNs: close() ends the connect in SYN-SENT."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # holds one connection, never accepted
+        port = listener.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        session = SSHSession(_blackhole_host(port))
+        thread, errors = _connect_in_thread(session)
+        wait_until(lambda: _syn_sent_to(port), DEADLINE, "the connect waits in SYN-SENT")
+        session.close()
+        wait_until(lambda: not thread.is_alive(), DEADLINE, "connect ends after close")
+    assert len(errors) == 1 and "closed while connecting" in str(errors[0]), errors
 
 
 # -- preflight ---------------------------------------------------------------------------
@@ -334,7 +370,7 @@ def test_missing_ffmpeg_fails_preflight(bare_sshd: SshdServer) -> None:
         with pytest.raises(PreflightFailed) as failed:
             sender.start()
     finally:
-        sender.stop()
+        sender.close()
     message = str(failed.value)
     assert f"{bare_sshd.host}:{bare_sshd.port}" in message
     assert "ffmpeg" in message
@@ -347,7 +383,7 @@ def test_ffmpeg_path_that_does_not_exist_fails_preflight(sshd: SshdServer) -> No
         with pytest.raises(PreflightFailed, match="/opt/nope/ffmpeg") as failed:
             sender.start()
     finally:
-        sender.stop()
+        sender.close()
     assert f"{sshd.host}:{sshd.port}" in str(failed.value)
     assert failed.value.returncode not in (None, 0)
     assert not sender.is_running
@@ -362,7 +398,7 @@ def test_shell_metacharacters_in_device_name_are_not_run(sshd: SshdServer, tmp_p
         with pytest.raises(PreflightFailed, match="no video device"):
             sender.start()
     finally:
-        sender.stop()
+        sender.close()
     assert not marker.exists()
 
 
@@ -396,21 +432,21 @@ def test_stop_leaves_no_ffmpeg(sshd: SshdServer) -> None:
         assert pid is not None
         _wait_for_ffmpeg(pid, destination)
         assert len(_ffmpeg_processes(destination)) == 1
-        sender.stop()
+        sender.close()
         _assert_no_ffmpeg_left(pid, destination)
         assert not sender.is_running
         assert sender.pid is None
-        sender.stop()  # idempotent
+        sender.close()  # idempotent
         with pytest.raises(StreamClosed):
             sender.start()
     finally:
-        sender.stop()
+        sender.close()
 
     port = free_udp_port()
     destination = f"udp://127.0.0.1:{port}"
     with RemoteSender(ssh_host(sshd), _config(port)) as sender:
         pid = sender.pid
-        assert pid is not None and _exists(pid)
+        assert pid is not None and alive(pid)
     _assert_no_ffmpeg_left(pid, destination)
 
 
@@ -478,12 +514,12 @@ def test_killed_ffmpeg_is_restarted(sshd: SshdServer) -> None:
             assert first is not None
             _wait_for_ffmpeg(first, destination)
             os.kill(first, signal.SIGKILL)
-            _wait_until(lambda: sender.restarts == 1, DEADLINE, "one restart")
+            wait_until(lambda: sender.restarts == 1, DEADLINE, "one restart")
             restarted_at = time.time()
             second = sender.pid
             assert second is not None and second != first
             _wait_for_ffmpeg(second, destination)
-            assert not _exists(first)
+            assert not alive(first)
             # the same receiver keeps going with frames of the new process
             frame = _frame_captured_after(stream, restarted_at)
             assert frame.capture_time is not None
@@ -501,7 +537,7 @@ def test_killed_ffmpeg_without_restart_gives_up(sshd: SshdServer) -> None:
         pid = sender.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        _wait_until(lambda: sender.error is not None, DEADLINE, "sender gives up")
+        wait_until(lambda: sender.error is not None, DEADLINE, "sender gives up")
         assert isinstance(sender.error, SenderError)
         assert not sender.is_running
         assert sender.returncode is not None
@@ -521,7 +557,7 @@ def test_input_that_is_not_video_fails_at_start(sshd: SshdServer, tmp_path: Path
         with pytest.raises(SenderError) as failed:
             sender.start()
     finally:
-        sender.stop()
+        sender.close()
     assert not isinstance(failed.value, PreflightFailed)
     assert failed.value.returncode is not None
     tail = failed.value.stderr_tail
@@ -554,7 +590,7 @@ def test_output_without_newlines_is_held_and_kept_bounded(
 
     sender = RemoteSender(ssh_host(sshd), ["sh", "-c", FLOOD], name="flood")
     with sender:
-        _wait_until(lambda: sender.error is not None, DEADLINE, "the sender gives up")
+        wait_until(lambda: sender.error is not None, DEADLINE, "the sender gives up")
     tail = sender.stderr_tail
     assert tail[-1] == "last words"
     assert tail[0].startswith("x" * 1000) and tail[0].endswith(" more characters]")
@@ -580,6 +616,6 @@ def test_clock_offset_of_loopback_host_is_zero(sshd: SshdServer) -> None:
     try:
         via_sender = sender.clock_offset(rounds=3)
     finally:
-        sender.stop()
+        sender.close()
     assert via_sender.samples == 3
     assert abs(via_sender.offset) <= via_sender.uncertainty + 0.005

@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from pydantic import ValidationError
 
 from syncstream import Camera, SenderConfig, StreamGroup
 from syncstream.config import CameraStream
@@ -235,6 +234,12 @@ NOT_CLASHES = {
         'url = "udp://127.0.0.1:9101"',
     ),
     "web-port-on-tcp": _cameras(f"port = 8080\n{SENDER}") + "\n[web]\nport = 8080\n",
+    "web-port-and-a-camera-elsewhere": _cameras('url = "rtsp://10.0.0.9:8080/main"')
+    + "\n[web]\nport = 8080\n",
+    "web-port-and-a-udp-url": _cameras('url = "udp://127.0.0.1:8080"') + "\n[web]\nport = 8080\n",
+    "web-port-and-another-local-port": _cameras('url = "http://127.0.0.1:8081/video"')
+    + "\n[web]\nport = 8080\n",
+    "web-on-a-free-port": _cameras('url = "http://127.0.0.1/video"') + "\n[web]\nport = 0\n",
 }
 
 
@@ -245,12 +250,87 @@ def test_ports_that_do_not_clash_are_accepted(case: str, tmp_path: pathlib.Path)
     assert load_session_config(path).cameras
 
 
+WEB = "\n[web]\nport = 8554\n"  # after the cameras: an empty line, [web], its port
+WEB_CLASHES = {
+    "rtsp-on-loopback": (_cameras('url = "rtsp://127.0.0.1:8554/cam"'), WEB, 3, "url"),
+    "a-role-on-ipv6-loopback": (
+        _cameras('url = "rtsp://10.0.0.9/main"\nstreams.sub = { url = "rtsp://[::1]:8554/s" }'),
+        WEB,
+        4,
+        "streams.sub.url",
+    ),
+    "http-on-its-default-port": (
+        _cameras('url = "http://localhost/video.mjpg"'),
+        "\n[web]\nport = 80\n",
+        3,
+        "url",
+    ),
+    "tcp-at-the-bind-address": (
+        _cameras('url = "tcp://192.0.2.10:8554"'),
+        '\n[web]\nport = 8554\nhost = "192.0.2.10"\n',
+        3,
+        "url",
+    ),
+    "the-default-web-port": (
+        _cameras('url = "http://127.0.0.1:8080/video"'),
+        "\n[web]\njpeg_quality = 70\n",
+        3,
+        "url",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WEB_CLASHES))
+def test_the_web_port_on_a_local_camera_server_is_refused_with_both_lines(
+    case: str, tmp_path: pathlib.Path
+) -> None:
+    cameras, web, camera_line, field = WEB_CLASHES[case]
+    path = tmp_path / "session.toml"
+    path.write_text(cameras + web)
+    web_line = cameras.count("\n") + (3 if "port" in web else 2)  # its port, or [web]
+    with pytest.raises(ConfigError) as info:
+        load_session_config(path)
+    lines = str(info.value).split("\n")
+    assert lines[0] == f"{path}: invalid session file"
+    assert len(lines) == 2, lines
+    match = re.match(rf"  {path}:(\d+): web\.port: TCP port (\d+) is also ", lines[1])
+    assert match is not None, lines[1]
+    assert int(match.group(1)) == web_line
+    assert f" at {path}:{camera_line} (cameras[0].{field}, camera 'cam0'): " in lines[1]
+    assert lines[1].endswith("give [web] another port")
+
+
+def test_a_udp_clash_and_a_web_port_clash_are_both_reported(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "session.toml"
+    path.write_text(
+        _cameras(f"port = 9001\n{SENDER}", f"port = 9001\n{SENDER}", 'url = "tcp://[::1]:8554"')
+        + WEB
+    )
+    with pytest.raises(ConfigError) as info:
+        load_session_config(path)
+    lines = str(info.value).split("\n")
+    assert len(lines) == 3, lines
+    assert lines[1].startswith(f"  {path}:8: cameras[1].port: UDP port 9001 is also read at ")
+    assert lines[2].startswith(f"  {path}:16: web.port: TCP port 8554 is also that of a ")
+    assert f"at {path}:13 (cameras[2].url, camera 'cam2')" in lines[2]
+
+
+def test_a_session_built_in_code_refuses_the_web_port_on_a_local_camera() -> None:
+    cameras = [{"name": "door", "url": "rtsp://localhost:8554/door"}]
+    expected = "TCP port 8554 is the web view's ([web] port) and that of camera 'door' (url)"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        SessionConfig.model_validate({"cameras": cameras, "web": {"port": 8554}})
+    # the same URL with the view on a free port, or on another one, is fine
+    assert SessionConfig.model_validate({"cameras": cameras, "web": {"port": 0}}).web
+    assert SessionConfig.model_validate({"cameras": cameras, "web": {"port": 8555}}).web
+
+
 def test_a_session_built_in_code_refuses_a_port_used_twice() -> None:
     cameras = [
         {"name": "door", "port": 9001, "sender": {}},
         {"name": "hall", "url": "udp://127.0.0.1:9001"},
     ]
-    with pytest.raises(ValidationError, match="UDP port 9001 is read by camera 'door'"):
+    with pytest.raises(ConfigError, match="UDP port 9001 is read by camera 'door'"):
         SessionConfig.model_validate({"cameras": cameras})
 
 

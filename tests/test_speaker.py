@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import pathlib
 import sys
@@ -323,6 +324,45 @@ def test_faces_found_on_sub_frames_are_mapped_to_main_and_the_view_cut_from_main
     image = photos.b.copy()
     annotate_speaker(image, results[-1], "b", main=True)
     assert not np.array_equal(image, photos.b)
+
+
+def test_a_sub_frame_without_its_main_frame_is_counted_and_its_view_cut_from_itself(
+    photos: Photos, caplog: pytest.LogCaptureFixture
+) -> None:
+    results: list[SpeakerResult] = []
+    detector = SpeakerDetector(on_result=results.append, view_size=VIEW)
+    streams = {"a": _MainStream(), "b": _MainStream()}
+    detector.attach(types.SimpleNamespace(streams=streams))  # type: ignore[arg-type]
+    views = []
+    with caplog.at_level(logging.WARNING, logger="syncstream.processors.speaker"):
+        for main in _sets(photos, [True] * TALK_SETS):
+            for name, frame in main.frames.items():  # main frames of other instants only
+                later = (frame.capture_time or 0.0) + 0.5
+                streams[name].frames.append(_retimed(frame, later))
+            sub = _as_role(main, "sub", 0.5)
+            detector(sub)
+            latest = detector.output.latest()
+            assert latest is not None
+            views.append((sub, latest.image))
+    stats = detector.stats
+    assert stats.sets == TALK_SETS
+    assert stats.main_matched == 0 and stats.main_unmatched == 2 * TALK_SETS
+    warned = [r.getMessage() for r in caplog.records if "no main frame" in r.getMessage()]
+    assert 1 <= len(warned) <= 2 and all("camera a" in m or "camera b" in m for m in warned)
+    locked = [r.active for r in results].index("b")
+    for (sub, view), result in zip(views[locked:], results[locked:], strict=True):
+        assert result.active == "b" and result.active_face is not None
+        # mapped to main pixels by the sizes alone, and the view cut from the sub frame
+        assert any(_iou(box, photos.face_b) > 0.6 for box in result.main_faces["b"])
+        expected = crop_face(sub["b"].image, result.active_face, VIEW, margin=0.3)
+        top = slice(0, VIEW[1] * 3 // 4)
+        assert np.array_equal(view[top], expected[top])
+
+
+def _retimed(frame: Frame, capture_time: float) -> Frame:
+    return Frame(source=frame.source, seq=frame.seq, width=frame.width, height=frame.height,
+                 arrival_time=frame.arrival_time, arrival_mono=frame.arrival_mono,
+                 capture_time=capture_time, image=frame.image)  # fmt: skip
 
 
 def _half(box: Box) -> Box:

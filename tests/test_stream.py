@@ -25,6 +25,7 @@ from syncstream import (
 )
 from syncstream.clock import MPEGTS_PTS_PERIOD
 from syncstream.sources import SourceCounters, SourceFrame
+from tests.conftest import holds_for, wait_until
 
 
 def _picture(value: int = 0) -> SourceFrame:
@@ -125,13 +126,10 @@ def test_read_times_out_when_no_frame_arrives() -> None:
 def test_close_while_source_blocks_returns_and_joins() -> None:
     fake = FakeSource(blocking_reader)
     stream = VideoStream("fake://a", source_factory=factory_of(fake)).start()
-    time.sleep(0.1)
-    begin = time.monotonic()
-    stream.close()
-    elapsed = time.monotonic() - begin
+    wait_until(lambda: fake.opened, 5.0, "the source opened")
+    stream.close()  # the read never returns by itself: close() interrupts it
     assert fake.interrupted.is_set()
     assert fake.closed
-    assert elapsed < 2.0
     assert stream.state is StreamState.CLOSED
     assert not any(t.name == "syncstream-reader:fake://a" for t in threading.enumerate())
 
@@ -296,8 +294,7 @@ def test_image_is_converted_once_and_only_when_read() -> None:
 
     with VideoStream("fake://a", source_factory=factory_of(FakeSource(read))) as stream:
         frame = stream.read(timeout=2)
-        time.sleep(0.05)
-        assert calls == 0
+        holds_for(lambda: calls == 0, 0.05, "converted before .image was asked for")
         first = frame.image
         assert frame.image is first
         assert calls == 1

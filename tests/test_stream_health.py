@@ -247,7 +247,7 @@ def senders() -> Iterator[Callable[..., LocalSender]]:
 
     yield start
     for sender in started:
-        sender.stop()
+        sender.close()
 
 
 def _read_size(stream: VideoStream, size: tuple[int, int], timeout: float = 15.0) -> Frame:
@@ -276,7 +276,7 @@ def test_a_sender_restarted_with_other_pids_is_decoded_again(
     first = senders(port, (320, 240), "libx264")
     with VideoStream(f"udp://127.0.0.1:{port}", name="cam") as stream:
         _read_size(stream, (320, 240))
-        first.stop()
+        first.close()
         senders(port, (160, 120), "libx264", *options)
         frames = [_read_size(stream, (160, 120)) for _ in range(5)]
         stats = stream.stats
@@ -302,7 +302,7 @@ def test_a_sender_restarted_with_another_codec_is_decoded_again(
     first = senders(port, (320, 240), before)
     with VideoStream(f"udp://127.0.0.1:{port}", name="cam") as stream:
         _read_size(stream, (320, 240))
-        first.stop()
+        first.close()
         senders(port, (160, 120), after)
         frames = [_read_size(stream, (160, 120)) for _ in range(5)]
         stats = stream.stats
@@ -332,7 +332,7 @@ def test_null_packets_alone_make_the_stream_stale_and_it_reopens(
         reconnect_max_delay=0.3,
     ) as stream:
         _read_size(stream, (320, 240))
-        first.stop()
+        first.close()
         spray.start()
         try:
             wait_until(lambda: stream.state is StreamState.STALE, 15.0, "STALE")

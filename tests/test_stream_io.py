@@ -11,7 +11,7 @@ import time
 import tracemalloc
 
 import pytest
-from conftest import DATA, SenderFactory, free_udp_port
+from conftest import DATA, SenderFactory, free_tcp_port, free_udp_port, wait_until
 
 from syncstream import (
     SourceError,
@@ -22,15 +22,6 @@ from syncstream import (
     VideoStream,
 )
 from syncstream.config import Backend
-
-
-def _wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_udp_frames_carry_the_sender_capture_time(udp_sender: SenderFactory) -> None:
@@ -86,12 +77,12 @@ def test_short_sender_gap_is_survived_long_gap_reconnects(udp_sender: SenderFact
     sender = udp_sender(port)
     with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=1.0, reconnect_delay=0.1) as stream:
         stream.read(timeout=10)
-        sender.stop()
-        assert _wait_for(lambda: stream.state is not StreamState.LIVE, 5.0)
+        sender.close()
+        wait_until(lambda: stream.state is not StreamState.LIVE, 5.0, "not live")
         assert stream.stats.reconnects >= 1 or stream.state is StreamState.STALE
         udp_sender(port)
         resumed = stream.read(timeout=10)
-        assert _wait_for(lambda: stream.state is StreamState.LIVE, 5.0)
+        wait_until(lambda: stream.state is StreamState.LIVE, 5.0, "live again")
         after = stream.stats
     assert resumed.capture_time is not None
     assert after.reconnects >= 1
@@ -100,10 +91,8 @@ def test_short_sender_gap_is_survived_long_gap_reconnects(udp_sender: SenderFact
 
 def test_close_while_waiting_for_a_silent_udp_port_is_prompt() -> None:
     stream = VideoStream(f"udp://127.0.0.1:{free_udp_port()}", open_timeout=30).start()
-    time.sleep(0.3)
-    begin = time.monotonic()
-    stream.close()
-    assert time.monotonic() - begin < 2.0
+    wait_until(lambda: stream.stats.waiting_for is not None, 5.0, "the reader waits for data")
+    stream.close()  # without waiting for open_timeout: the reader thread is gone
     assert not any(t.name.startswith("syncstream-reader:udp") for t in threading.enumerate())
 
 
@@ -117,20 +106,23 @@ def test_a_silent_udp_port_says_no_data_until_a_sender_comes(udp_sender: SenderF
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
     ):
         # through a reopen (after open_timeout), CONNECTING and STALE alike
-        assert _wait_for(lambda: seen.append(_waiting(stream)) or stream.stats.reconnects >= 1, 10)
+        wait_until(
+            lambda: seen.append(_waiting(stream)) or stream.stats.reconnects >= 1, 10, "a reopen"
+        )
         bound = next(i for i, (_, waiting) in enumerate(seen) if waiting is not None)  # socket
         assert {state for state, _ in seen[bound:]} <= {StreamState.CONNECTING, StreamState.STALE}
         assert {waiting for _, waiting in seen[bound:]} == {f"no data on udp port {port}"}
         assert stream.stats.fps == 0.0 and stream.stats.decoded == 0
         # datagrams that are not MPEG-TS: still no data, and it says why
-        assert _wait_for(
+        wait_until(
             lambda: sock.sendto(b"not mpeg-ts", address) and "refused" in str(_waiting(stream)[1]),
             10,
+            "the datagrams refused",
         )
         assert str(_waiting(stream)[1]).startswith(f"no MPEG-TS data on udp port {port}: ")
         udp_sender(port)
         stream.read(timeout=20)
-        assert _wait_for(lambda: _waiting(stream) == (StreamState.LIVE, None), 5)
+        wait_until(lambda: _waiting(stream) == (StreamState.LIVE, None), 5, "live")
 
 
 def _waiting(stream: VideoStream) -> tuple[StreamState, str | None]:
@@ -184,12 +176,34 @@ def test_opencv_backend_reads_udp_and_files(udp_sender: SenderFactory) -> None:
         assert len(list(stream)) >= 20
 
 
-def test_opencv_backend_close_while_blocked_is_prompt() -> None:
-    stream = VideoStream(f"udp://127.0.0.1:{free_udp_port()}", backend="opencv").start()
-    time.sleep(0.5)
-    begin = time.monotonic()
-    stream.close()
-    assert time.monotonic() - begin < 2.5
+def test_opencv_backend_sets_its_options_once_and_keeps_every_frame_of_a_file(
+    udp_sender: SenderFactory,
+) -> None:
+    """OpenCV reads its demuxer options from the environment: set at import, never by a
+    reader thread (a live and a file capture open at once), and none that loses frames."""
+    from syncstream.sources.opencv import CAPTURE_OPTIONS
+
+    before = dict(os.environ)
+    assert CAPTURE_OPTIONS and "OPENCV_FFMPEG_CAPTURE_OPTIONS" in before  # set at import
+    port = free_udp_port()
+    udp_sender(port)
+    with VideoStream(f"udp://127.0.0.1:{port}", backend="opencv") as live:
+        with VideoStream(str(DATA / "testsrc.mp4"), backend="opencv", realtime=False) as file:
+            assert live.read(timeout=10).image.shape == (240, 320, 3)
+            assert dict(os.environ) == before
+            assert len(list(file)) == 30  # the whole file: fflags=nobuffer would drop half
+    assert dict(os.environ) == before
+
+
+def test_opencv_backend_close_while_blocked_ends_the_reader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    stream = VideoStream(url, backend="opencv").start()
+    assert stream.stats.state is StreamState.CONNECTING  # nothing sends: the open blocks
+    stream.close()  # the capture's interrupt callback ends the open
+    assert not any(t.name.startswith("syncstream-reader:udp") for t in threading.enumerate())
+    assert "reader did not stop" not in caplog.text
 
 
 def test_unknown_scheme_names_the_supported_ones() -> None:
@@ -217,7 +231,7 @@ def test_missing_webcam_fails_with_the_device_in_the_error() -> None:
 def test_credentials_stay_out_of_errors_logs_and_stats(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed = free_udp_port()  # nothing listens on this TCP port either
+    closed = free_tcp_port()  # nothing listens on it
     url = f"rtsp://admin:hunter2@127.0.0.1:{closed}/stream1"
     caplog.set_level(logging.DEBUG)
     with VideoStream(url, backend=backend, max_reconnects=0, open_timeout=3) as stream:
@@ -232,13 +246,13 @@ def test_credentials_stay_out_of_errors_logs_and_stats(
 def test_memory_stays_bounded_under_a_flood_of_garbage() -> None:
     port = free_udp_port()
     with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=30) as stream:
-        time.sleep(0.2)
+        wait_until(lambda: stream.stats.waiting_for is not None, 5.0, "the port bound")
         tracemalloc.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             junk = os.urandom(1400)
             for _ in range(20000):
                 sock.sendto(junk, ("127.0.0.1", port))
-        assert _wait_for(lambda: stream.stats.rejected > 1000, 5.0)
+        wait_until(lambda: stream.stats.rejected > 1000, 5.0, "1000 rejections")
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert peak < 4 * 1024 * 1024
@@ -248,7 +262,7 @@ def test_memory_stays_bounded_under_a_flood_of_garbage() -> None:
 def test_a_udp_port_in_use_is_refused_not_shared() -> None:
     port = free_udp_port()
     with VideoStream(f"udp://127.0.0.1:{port}", stall_timeout=30) as first:
-        time.sleep(0.3)  # bound
+        wait_until(lambda: first.stats.waiting_for is not None, 5.0, "the port bound")
         second = VideoStream(f"udp://127.0.0.1:{port}", max_reconnects=0, open_timeout=2)
         with second, pytest.raises(StreamFailed) as info:
             second.read(timeout=10)

@@ -201,7 +201,7 @@ def test_replay_constructor_does_no_io_and_a_stopped_replay_cannot_restart(
     assert replay.pid is None and not replay.is_running and replay.argv is None
     with pytest.raises(ConfigError, match="pkt_size"):
         TsReplay(tmp_path / "x.ts", "udp://127.0.0.1:5000", pkt_size=1000)
-    replay.stop()
+    replay.close()
     with pytest.raises(StreamClosed):
         replay.start()
 

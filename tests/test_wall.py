@@ -210,7 +210,7 @@ def test_wall_on_a_live_group_keeps_its_size_when_a_camera_stops() -> None:
         group.add_processor(wall)
         first = wall.output.wait_newer(-1, timeout=15.0)
         assert wall.cameras == ("door", "hall", "yard")
-        group.senders["yard"].stop()
+        group.senders["yard"].close()
         deadline = time.monotonic() + 10.0
         seen = first
         while time.monotonic() < deadline:

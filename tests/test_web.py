@@ -25,6 +25,7 @@ from syncstream.processors.web import WebView
 from syncstream.processors.web.http import MAX_REQUEST_BYTES
 from syncstream.senders import free_udp_port
 from syncstream.testing.plugin import StampSenderFactory
+from tests.conftest import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -157,14 +158,6 @@ def _stuck_client(view: WebView) -> socket.socket:
     sock.connect(view.address)
     sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: localhost\r\n\r\n")
     return sock
-
-
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 class Publisher:
@@ -338,7 +331,7 @@ def test_close_ends_open_streams_and_stuck_clients() -> None:
     for index in range(1, 30):  # enough to block the stuck client's connection in send()
         output.publish(_noise(index))
         reader.part()
-    _wait_for(lambda: view.stats.dropped > 0, "the stuck client to drop pictures")
+    wait_until(lambda: view.stats.dropped > 0, DEADLINE, "the stuck client to drop pictures")
     view.close()  # joins every thread: the autouse fixture checks none is left
     assert _web_threads() == []
     with pytest.raises(EOFError):
@@ -401,7 +394,7 @@ def test_beyond_max_clients_connections_get_503() -> None:
         status, headers, body = _get(view, "/stats")
         assert status == 503 and b"too many clients" in body and "retry-after" in headers
         readers.pop().close()
-        _wait_for(lambda: _get(view, "/stats")[0] == 200, "a place to be free again")
+        wait_until(lambda: _get(view, "/stats")[0] == 200, DEADLINE, "a place to be free again")
         assert view.stats.refused >= 1 and len(view.stats.clients) == 1
         readers[0].close()
 
@@ -412,7 +405,7 @@ def test_a_stuck_client_stalls_neither_a_fast_client_nor_the_publisher() -> None
         output.publish(_noise(0))
         fast = MjpegReader(view)
         stuck = _stuck_client(view)
-        _wait_for(lambda: len(view.stats.clients) == 2, "both clients to stream")
+        wait_until(lambda: len(view.stats.clients) == 2, DEADLINE, "both clients to stream")
         got = [_index(fast.picture())]
         published = 1
         # In lock step with the fast client: had the stuck one held up the encoder or the
@@ -445,8 +438,8 @@ def test_a_client_that_accepts_nothing_is_dropped_after_client_timeout() -> None
             index += 1
             return view.stats.stalled == 1
 
-        _wait_for(dropped, "the stuck client to be dropped")
-        _wait_for(lambda: view.stats.clients == (), "the dropped client to be forgotten")
+        wait_until(dropped, DEADLINE, "the stuck client to be dropped")
+        wait_until(lambda: view.stats.clients == (), DEADLINE, "the dropped client to be forgotten")
         assert view.stats.dropped > 0
         stuck.close()
 

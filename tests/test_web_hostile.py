@@ -12,10 +12,8 @@ import contextlib
 import json
 import logging
 import pathlib
-import random
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -40,6 +38,7 @@ from syncstream.processors.output import ImageOutput
 from syncstream.processors.web import WebView
 from syncstream.processors.web.limits import address_key
 from syncstream.session_config import WebSettings, load_session_config
+from syncstream.testing.slowloris import Slowloris
 
 TOKEN = "k7Qx-3vLr9Pz_a1WmT0s"  # 20 visible ASCII characters
 USER, PASSWORD = "operator", "correct horse"
@@ -67,69 +66,6 @@ def _answer(sock: socket.socket, timeout: float = DEADLINE) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
-
-
-class _Dripper:
-    """``count`` connections from 127.0.0.2.. (``per_source`` each), each sending one byte
-    of a request head that never ends every 0.5-0.8 s; a connection the server closes is
-    opened again, as a slowloris attacker does. One thread, non-blocking sockets."""
-
-    HEAD = b"GET /stats HTTP/1.1\r\nHost: localhost\r\nX-Padding: "
-
-    def __init__(self, view: WebView, count: int, per_source: int) -> None:
-        self.view, self.count, self.per_source = view, count, per_source
-        self.connected = 0  # connections opened, in all
-        self.closed_by_server = 0
-        self.answers_408 = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="test-dripper", daemon=True)
-        self._rng = random.Random(7)
-
-    def _open(self, index: int) -> tuple[socket.socket, int, float]:
-        sock = _connect(self.view, f"127.0.0.{2 + index // self.per_source}")
-        sock.setblocking(False)
-        self.connected += 1
-        return sock, 0, time.monotonic() + self._rng.uniform(0.5, 0.8)
-
-    def _run(self) -> None:
-        conns = [self._open(i) for i in range(self.count)]
-        pause = threading.Event()  # never set: its wait() is the pause between rounds
-        while not self._stop.is_set():
-            now = time.monotonic()
-            for index, (sock, sent, due) in enumerate(conns):
-                gone = False
-                try:
-                    answer = sock.recv(4096)
-                    gone = True  # an answer (408) or the end: the server let go
-                    self.answers_408 += answer.startswith(b"HTTP/1.1 408 ")
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    gone = True
-                if not gone and now >= due:
-                    byte = (self.HEAD + b"a" * 8192)[sent : sent + 1]
-                    try:
-                        sock.send(byte)
-                        conns[index] = (sock, sent + 1, now + self._rng.uniform(0.5, 0.8))
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        gone = True
-                if gone:
-                    self.closed_by_server += 1
-                    sock.close()
-                    conns[index] = self._open(index)
-            pause.wait(0.05)
-        for sock, _, _ in conns:
-            sock.close()
-
-    def __enter__(self) -> _Dripper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class _Watcher:
@@ -165,7 +101,7 @@ def test_100_dripping_connections_starve_neither_stats_nor_the_stream() -> None:
     with WebView(output) as view, Publisher(output, interval=0.05):  # default limits
         watcher = _Watcher(view)
         wait_until(lambda: watcher.pictures >= 2, DEADLINE, "the stream's first pictures")
-        with _Dripper(view, count=100, per_source=10) as dripper:
+        with Slowloris(view.address[1], count=100, per_source=10) as dripper:
             wait_until(lambda: view.stats.connections >= 101, DEADLINE, "100 dripping")
             answered = threads_seen = 0
             # until every first dripping connection has met its head deadline (5 s)
@@ -197,7 +133,7 @@ def test_a_client_dripping_its_request_is_dropped_at_the_head_deadline() -> None
         silent = _connect(view, "127.0.0.2")
         dripping.settimeout(0.2)
         answer = b""
-        for byte in _Dripper.HEAD + b"a" * 400:  # 80 s of drip at most: the deadline is 1 s
+        for byte in Slowloris.HEAD + b"a" * 400:  # 80 s of drip at most: the deadline is 1 s
             try:
                 dripping.send(bytes([byte]))
                 answer = dripping.recv(4096)

@@ -2,6 +2,10 @@
 
 - :mod:`~syncstream.processors.base`: the :class:`Processor` protocol and
   :class:`ProcessorWorker`, which runs any callable taking a :class:`~syncstream.FrameSet`.
+- :mod:`~syncstream.processors.group_view`: :class:`GroupView`, what ``attach`` gets of
+  the group (names, streams, stats, packet listener).
+- :mod:`~syncstream.processors.settings`: :class:`ProcessorSettings`, the base of each
+  processor's options model (``WallOptions``, ...), shared with the session file.
 - :mod:`~syncstream.processors.output`: :class:`ImageOutput`, the newest picture a
   processor drew, for viewers, writers and the web view.
 - :mod:`~syncstream.processors.overlay`: text, clock, latency and face-box drawing.
@@ -31,12 +35,22 @@ from .faces import (
     MouthScorer,
     mouth_aspect_ratio,
 )
+from .group_view import FrameHistory, GroupView
 from .output import HasOutput, ImageOutput, OutputImage
 from .overlay import Box, scale_box
-from .recorder import CameraRecordingStats, Recorder, RecorderStats
-from .speaker import SpeakerDetector, SpeakerResult, SpeakerSelector, annotate_speaker, crop_face
-from .wall import SideBySide, Wall, grid_shape, letterbox
-from .web import WebClientStats, WebOutputStats, WebView, WebViewStats
+from .recorder import CameraRecordingStats, Recorder, RecorderOptions, RecorderStats
+from .settings import ProcessorSettings
+from .speaker import (
+    SpeakerDetector,
+    SpeakerOptions,
+    SpeakerResult,
+    SpeakerSelector,
+    SpeakerStats,
+    annotate_speaker,
+    crop_face,
+)
+from .wall import SideBySide, Wall, WallOptions, grid_shape, letterbox
+from .web import WebClientStats, WebOutputStats, WebView, WebViewOptions, WebViewStats
 
 __all__ = [
     "Box",
@@ -44,6 +58,8 @@ __all__ = [
     "DlibLandmarks",
     "ErrorPolicy",
     "FaceDetector",
+    "FrameHistory",
+    "GroupView",
     "HaarFaceDetector",
     "HasOutput",
     "ImageOutput",
@@ -53,20 +69,26 @@ __all__ = [
     "MouthScorer",
     "OutputImage",
     "Processor",
+    "ProcessorSettings",
     "ProcessorStats",
     "ProcessorWorker",
     "Recorder",
+    "RecorderOptions",
     "RecorderStats",
     "SideBySide",
     "SpeakerDetector",
+    "SpeakerOptions",
     "SpeakerResult",
     "SpeakerSelector",
+    "SpeakerStats",
     "SupportsAttach",
     "SupportsClose",
     "Wall",
+    "WallOptions",
     "WebClientStats",
     "WebOutputStats",
     "WebView",
+    "WebViewOptions",
     "WebViewStats",
     "annotate_speaker",
     "crop_face",

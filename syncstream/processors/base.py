@@ -12,14 +12,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from ..errors import ProcessorError, StreamClosed
+from ..errors import ConfigError, ProcessorError, StreamClosed
 from ..frames import FrameSet
+from ..slot import LatestSlot
+from ..stats import ProcessorStats
 
 if TYPE_CHECKING:
-    from ..group import StreamGroup
+    from .group_view import GroupView
 
 __all__ = [
     "ErrorPolicy",
@@ -60,28 +61,10 @@ class SupportsAttach(Protocol):
     """A processor that needs its group: the recorder taps the cameras' packets, the web
     view serves the group's stats. :meth:`StreamGroup.add_processor` calls ``attach``
     once, before the processor sees its first set; an exception it raises is raised by
-    ``add_processor``."""
+    ``add_processor``. It gets the group as a :class:`GroupView`: the members processors
+    use."""
 
-    def attach(self, group: StreamGroup) -> None: ...
-
-
-@dataclass(frozen=True)
-class ProcessorStats:
-    """A snapshot of one processor's counters."""
-
-    name: str
-    #: Sets the callback returned from (including those that raised).
-    processed: int
-    #: Sets replaced in the slot by a newer one before the callback could take them.
-    skipped: int
-    #: Calls that raised.
-    errors: int
-    #: Mean seconds per call; None before the first.
-    mean_time: float | None
-    #: Longest call, in seconds; None before the first.
-    max_time: float | None
-    last_error: str | None
-    running: bool
+    def attach(self, group: GroupView) -> None: ...
 
 
 def _describe(processor: Processor) -> str:
@@ -110,31 +93,34 @@ class ProcessorWorker:
         on_fatal: Callable[[ProcessorError], None] | None = None,
     ) -> None:
         if on_error not in ("log", "stop"):
-            raise ValueError(f"on_error must be 'log' or 'stop', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'log' or 'stop', got {on_error!r}")
         self.processor = processor
         self.name = name or _describe(processor)
         self.on_error: ErrorPolicy = on_error
         self._on_fatal = on_fatal
         self._cond = threading.Condition()
-        self._slot: FrameSet | None = None
-        self._closed = False
+        # the set waiting for the processor; the sets left at close() are still processed
+        self._slot: LatestSlot[FrameSet] = LatestSlot(
+            f"processor {self.name}", noun="frame set", cond=self._cond, keep_taken=False
+        )
         self._thread: threading.Thread | None = None
         self._processed = 0
-        self._skipped = 0
         self._errors = 0
         self._total_time = 0.0
         self._max_time = 0.0
         self._last_error: BaseException | None = None
         self._error: ProcessorError | None = None
+        self._finished = False  # the worker thread has returned
+        self._close_deferred = False  # close() found a call running: the worker closes
 
     def start(self) -> ProcessorWorker:
         """Start the worker thread; idempotent. A closed worker cannot restart."""
         with self._cond:
-            if self._closed:
+            if self._slot.closed:
                 raise StreamClosed(f"processor {self.name}: closed and cannot restart")
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, name=f"syncstream-processor:{self.name}", daemon=True
+                    target=self._main, name=f"syncstream-processor:{self.name}", daemon=True
                 )
                 self._thread.start()
         return self
@@ -142,12 +128,9 @@ class ProcessorWorker:
     def submit(self, frameset: FrameSet) -> None:
         """Put ``frameset`` in the slot, replacing a set not yet taken. Never blocks."""
         with self._cond:
-            if self._closed or self._error is not None:
+            if self._slot.closed or self._error is not None:
                 return
-            if self._slot is not None:
-                self._skipped += 1
-            self._slot = frameset
-            self._cond.notify()
+            self._slot.put(frameset)
 
     def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
         """Stop taking sets; let the running call and the set waiting in the slot finish
@@ -155,22 +138,30 @@ class ProcessorWorker:
         emitted; then close the processor if it has ``close()``. Idempotent.
 
         A set still waiting after ``timeout`` (the processor hangs) is dropped, counted as
-        skipped: the processor is never called after its ``close()``.
+        skipped: the processor is never called after its ``close()``. A call still running
+        after ``timeout`` is not raced: the processor's ``close()`` is then called by the
+        worker thread when that call returns (and never, if it never returns).
         """
         with self._cond:
-            if self._closed:
+            if self._slot.closed:
                 return
-            self._closed = True
-            self._cond.notify_all()
+            self._slot.close()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
-                logger.warning("processor %s: still running after %.1f s", self.name, timeout)
+                logger.warning(
+                    "processor %s: still running after %.1f s; closed when the call returns",
+                    self.name, timeout,
+                )  # fmt: skip
         with self._cond:
-            if self._slot is not None:  # never started, or still busy: the set is not seen
-                self._skipped += 1
-                self._slot = None
+            self._slot.drop()  # never started, or still busy: the set is not seen
+            self._close_deferred = thread is not None and not self._finished
+            if self._close_deferred:
+                return
+        self._close_processor()
+
+    def _close_processor(self) -> None:
         if isinstance(self.processor, SupportsClose):
             try:
                 self.processor.close()
@@ -191,7 +182,7 @@ class ProcessorWorker:
             return ProcessorStats(
                 name=self.name,
                 processed=calls,
-                skipped=self._skipped,
+                skipped=self._slot.skipped,
                 errors=self._errors,
                 mean_time=self._total_time / calls if calls else None,
                 max_time=self._max_time if calls else None,
@@ -199,13 +190,21 @@ class ProcessorWorker:
                 running=thread is not None and thread.is_alive(),
             )
 
+    def _main(self) -> None:
+        try:
+            self._run()
+        finally:
+            with self._cond:
+                self._finished = True
+                close_now = self._close_deferred
+            if close_now:
+                self._close_processor()
+
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while self._slot is None and not self._closed:
-                    self._cond.wait()
-                frameset, self._slot = self._slot, None
-            if frameset is None:  # closed, nothing left to do
+            try:
+                frameset = self._slot.take()
+            except StreamClosed:  # closed, nothing left to do
                 return
             started = time.monotonic()
             failure: Exception | None = None
@@ -233,7 +232,7 @@ class ProcessorWorker:
         error.__cause__ = failure
         with self._cond:
             self._error = error  # submit() ignores sets from now on
-            self._slot = None
+            self._slot.drop(skipped=False)
         if self._on_fatal is not None:
             self._on_fatal(error)
 

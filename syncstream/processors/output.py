@@ -7,13 +7,12 @@ wait for one newer than the last they saw; pictures nobody took in time are repl
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..errors import ReadTimeout, StreamClosed
 from ..frames import BGRImage
+from ..slot import LatestSlot
 
 __all__ = ["HasOutput", "ImageOutput", "OutputImage"]
 
@@ -39,24 +38,23 @@ class ImageOutput:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._cond = threading.Condition()
-        self._latest: OutputImage | None = None
-        self._closed = False
+        # a reader gets StreamClosed as soon as the output is closed, even with a newer picture
+        self._slot: LatestSlot[OutputImage] = LatestSlot(
+            f"output {name}", noun="picture", drain=False
+        )
 
     def publish(self, image: BGRImage, *, frameset_seq: int = -1) -> OutputImage:
         """Make ``image`` the newest picture and wake readers. The caller must not modify
-        ``image`` afterwards (readers share it without copying)."""
-        with self._cond:
-            seq = 0 if self._latest is None else self._latest.seq + 1
-            item = OutputImage(seq, image, frameset_seq, time.monotonic())
-            self._latest = item
-            self._cond.notify_all()
+        ``image`` afterwards: readers share it without copying, so it is made read-only."""
+        image.flags.writeable = False
+        with self._slot.cond:
+            item = OutputImage(self._slot.next_seq, image, frameset_seq, time.monotonic())
+            self._slot.put(item)
         return item
 
     def latest(self) -> OutputImage | None:
         """The newest picture, or None before the first."""
-        with self._cond:
-            return self._latest
+        return self._slot.latest()
 
     def wait_newer(self, seq: int, timeout: float | None = None) -> OutputImage:
         """Return the newest picture whose ``seq`` is greater than ``seq`` (-1: any).
@@ -64,33 +62,19 @@ class ImageOutput:
         Raises ``ReadTimeout`` when none comes within ``timeout`` seconds and
         ``StreamClosed`` once the output is closed.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise StreamClosed(f"output {self.name}: closed")
-                latest = self._latest
-                if latest is not None and latest.seq > seq:
-                    return latest
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReadTimeout(f"output {self.name}: no new picture in {timeout} s")
-                self._cond.wait(remaining)
+        return self._slot.get(seq, timeout)
 
     def close(self) -> None:
         """Wake every waiting reader with ``StreamClosed``; idempotent."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._slot.close()
 
     @property
     def closed(self) -> bool:
         """True after :meth:`close`."""
-        return self._closed
+        return self._slot.closed
 
     def __repr__(self) -> str:
-        latest = self._latest
-        return f"ImageOutput({self.name!r}, seq={-1 if latest is None else latest.seq})"
+        return f"ImageOutput({self.name!r}, seq={self._slot.seq})"
 
 
 @runtime_checkable

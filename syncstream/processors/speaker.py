@@ -15,7 +15,6 @@ the same instant, so detection costs no display resolution.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections import deque
@@ -25,22 +24,28 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from ..config import MAIN_ROLE
 from ..errors import ConfigError
 from ..frames import BGRImage, Frame, FrameSet
+from ..logs import Throttle
+from ..role_match import frame_at
 from .faces import FaceDetector, GrayImage, HaarFaceDetector, MouthMotionScorer, MouthScorer
 from .output import ImageOutput
 from .overlay import Box, draw_face_boxes, put_label, scale_box
+from .settings import ProcessorSettings
 from .wall import letterbox
 
 if TYPE_CHECKING:
-    from ..group import StreamGroup
+    from .group_view import GroupView
 
 __all__ = [
     "SpeakerDetector",
+    "SpeakerOptions",
     "SpeakerResult",
     "SpeakerSelector",
+    "SpeakerStats",
     "annotate_speaker",
     "crop_face",
 ]
@@ -50,6 +55,49 @@ logger = logging.getLogger(__name__)
 _MATCH_IOU = 0.3  # a detection continues a face when their boxes overlap this much
 _MAX_MISSES = 2  # detection rounds a face may be missed before it is forgotten
 _BACKGROUND = (24, 24, 24)
+
+
+class SpeakerOptions(ProcessorSettings):
+    """The options of a :class:`SpeakerDetector`: its constructor's keywords (but the
+    cameras, detector, scorer and callback) and the session file's ``[speaker]`` table."""
+
+    on_threshold: float | None = Field(
+        default=None, ge=0, description="Score to become the speaker; None: the scorer's own."
+    )
+    off_threshold: float | None = Field(
+        default=None, ge=0, description="Score below which the speaker is dropped; None: own."
+    )
+    hold: int = Field(default=6, ge=1, description="Sets a change must last before it counts.")
+    switch_ratio: float = Field(
+        default=1.5, ge=1.0, description="Score ratio over the speaker that takes over at once."
+    )
+    detect_every: int = Field(default=5, ge=1, description="Face detection every N-th set.")
+    view_size: tuple[int, int] = Field(
+        default=(320, 320), description="Width and height of the speaker view in pixels."
+    )
+    margin: float = Field(
+        default=0.3, ge=0.0, description="Room around the face in the view, a fraction of it."
+    )
+    role: str = Field(
+        default="sub",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="The camera streams searched for faces: 'sub' where a camera has one "
+        "(its main stream otherwise), or 'main'.",
+    )
+
+    @field_validator("view_size")
+    @classmethod
+    def _check_view(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= side <= 4096 for side in value):
+            raise ValueError(f"view sides must be 16 to 4096 pixels, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> SpeakerOptions:
+        on, off = self.on_threshold, self.off_threshold
+        if on is not None and off is not None and off > on:
+            raise ValueError(f"off_threshold ({off!r}) must not exceed on_threshold ({on!r})")
+        return self
 
 
 @dataclass(frozen=True)
@@ -81,6 +129,21 @@ class SpeakerResult:
     main_faces: dict[str, list[Box]] = field(default_factory=dict)
     #: :attr:`active_face` in the active camera's main pixels.
     main_active_face: Box | None = None
+
+
+@dataclass(frozen=True)
+class SpeakerStats:
+    """A snapshot of a speaker detector's counters."""
+
+    #: Frame sets scored.
+    sets: int
+    #: Faces of a sub frame whose main frame of the same instant was found (the view and
+    #: the main boxes come from it), counted per camera and set.
+    main_matched: int
+    #: ... and those whose main frame was not found (not arrived yet, already gone from
+    #: the main stream's recent frames, or no capture times): the view is then cut from
+    #: the searched frame, and the boxes are mapped to main pixels by the sizes alone.
+    main_unmatched: int
 
 
 class SpeakerSelector:
@@ -225,7 +288,8 @@ def annotate_speaker(
     image: BGRImage, result: SpeakerResult, camera: str, *, main: bool = False
 ) -> BGRImage:
     """Outline ``camera``'s faces of ``result`` on ``image`` (that camera's frame), the
-    talking one marked, each labelled with its score; draws in place and returns it.
+    talking one marked, each labelled with its score; draws in place and returns it. A
+    frame's picture is shared and read-only: pass a copy (``frame.image.copy()``).
 
     ``main=True``: ``image`` is the camera's main frame, so the boxes mapped to it
     (:attr:`SpeakerResult.main_faces`) are drawn rather than those of the searched frame.
@@ -278,39 +342,62 @@ class SpeakerDetector:
         name: str = "speaker",
         role: str = "sub",
     ) -> None:
-        """Describe the detector (no I/O); a bad value raises :class:`~syncstream.ConfigError`."""
+        """Describe the detector (no I/O); a bad value raises :class:`~syncstream.ConfigError`
+        (the limits are those of :class:`SpeakerOptions`, kept in :attr:`options`)."""
         if cameras is not None:
             cameras = list(cameras)
             if not cameras or len(set(cameras)) != len(cameras):
                 raise ConfigError(f"cameras must be unique names, at least one: {cameras!r}")
-        if detect_every < 1:
-            raise ConfigError(f"detect_every must be at least 1 set, got {detect_every!r}")
-        if len(view_size) != 2 or min(view_size) < 16:
-            raise ConfigError(f"view_size must be (width, height), 16 pixels or more: {view_size}")
-        if not margin >= 0.0:
-            raise ConfigError(f"margin must be 0 or more, got {margin!r}")
+        options = SpeakerOptions.check(
+            name,
+            on_threshold=on_threshold,
+            off_threshold=off_threshold,
+            hold=hold,
+            switch_ratio=switch_ratio,
+            detect_every=detect_every,
+            view_size=view_size,
+            margin=margin,
+            role=role,
+        )
+        self.options = options
         self.cameras = cameras
         self.detector: FaceDetector = detector if detector is not None else HaarFaceDetector()
         self.scorer: MouthScorer = scorer if scorer is not None else MouthMotionScorer()
+        on, off = options.on_threshold, options.off_threshold
         self.selector = SpeakerSelector(
-            on_threshold=self.scorer.on_threshold if on_threshold is None else on_threshold,
-            off_threshold=self.scorer.off_threshold if off_threshold is None else off_threshold,
-            hold=hold,
-            switch_ratio=switch_ratio,
+            on_threshold=self.scorer.on_threshold if on is None else on,
+            off_threshold=self.scorer.off_threshold if off is None else off,
+            hold=options.hold,
+            switch_ratio=options.switch_ratio,
         )
-        self.detect_every = detect_every
-        self.view_size = (int(view_size[0]), int(view_size[1]))
-        self.margin = margin
+        self.detect_every = options.detect_every
+        self.view_size = options.view_size
+        self.margin = options.margin
         self.on_result = on_result
-        self.role = role
-        self._group: StreamGroup | None = None
+        self.role = options.role
+        self._group: GroupView | None = None
         self._output = ImageOutput(name)
         self._state: dict[str, _Camera] = {}
         self._lock = threading.Lock()
         self._result: SpeakerResult | None = None
         self._view: BGRImage | None = None
+        self._sets = self._matched = self._unmatched = 0
+        self._throttle = Throttle(logger)
 
-    def attach(self, group: StreamGroup) -> None:
+    @classmethod
+    def from_options(
+        cls,
+        options: SpeakerOptions,
+        cameras: Sequence[str] | None = None,
+        *,
+        name: str = "speaker",
+    ) -> SpeakerDetector:
+        """A detector of ``options`` (a session file's ``[speaker]`` table, for one), with
+        the default face detector and mouth scorer."""
+        values = options.model_dump(include=set(SpeakerOptions.model_fields))
+        return cls(cameras, name=name, **values)
+
+    def attach(self, group: GroupView) -> None:
         """Keep ``group``: its main streams give the sizes to map faces to, and the view."""
         self._group = group
 
@@ -324,6 +411,12 @@ class SpeakerDetector:
         """The newest result, or None before the first set."""
         with self._lock:
             return self._result
+
+    @property
+    def stats(self) -> SpeakerStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return SpeakerStats(self._sets, self._matched, self._unmatched)
 
     def __call__(self, frameset: FrameSet, /) -> None:
         """Score every camera of ``frameset``, update the speaker, publish the view."""
@@ -352,10 +445,11 @@ class SpeakerDetector:
             best = int(np.argmax(face_scores[active]))
             active_face = faces[active][best]
         mains = {name: self._main_frame(frameset, name) for name in faces}
+        sizes = {name: self._main_size(name, main) for name, main in mains.items()}
         main_faces = {
-            name: [scale_box(box, _size(frameset.frames[name]), _size(main)) for box in boxes]
+            name: [scale_box(box, _size(frameset.frames[name]), size) for box in boxes]
             for name, boxes in faces.items()
-            if (main := mains[name]) is not None
+            if (size := sizes[name]) is not None
         }
         main_active_face: Box | None = None
         if active is not None and active_face is not None and active in main_faces:
@@ -375,6 +469,7 @@ class SpeakerDetector:
         )
         with self._lock:
             self._result = result
+            self._sets += 1
         self._publish(frameset, result, mains)
         if self.on_result is not None:
             self.on_result(result)
@@ -399,26 +494,42 @@ class SpeakerDetector:
 
     def _main_frame(self, frameset: FrameSet, camera: str) -> Frame | None:
         """The main frame captured with ``camera``'s frame of ``frameset``: that frame on a
-        main set; else the main stream's recent frame of the nearest capture time, within
-        half its frame interval, or its newest (None before the first).
-
-        One sender gives a sub frame the very capture time of its main frame; an IP
-        camera's two RTSP sessions each map their own reports, a millisecond or so apart.
+        main set; else the main stream's recent frame of that capture time (see
+        :func:`~syncstream.role_match.frame_at`), or None, counted and logged, when it has
+        none: not arrived yet, already gone, or the frames carry no capture times.
         """
         frame = frameset.frames[camera]
         if frame.role == MAIN_ROLE:
             return frame
-        stream = None if self._group is None else self._group.streams.get(camera)
+        group = self._group
+        stream = None if group is None else group.streams.get(camera)
+        main = None if stream is None else frame_at(frame.capture_time, stream.recent())
+        with self._lock:
+            if main is None:
+                self._unmatched += 1
+            else:
+                self._matched += 1
+        if main is None:
+            self._throttle.warning(
+                ("unmatched", camera),
+                "speaker: camera %s: no main frame captured with its %s frame %d "
+                "(capture time %s); the view is cut from the %s frame",
+                camera,
+                frame.role,
+                frame.seq,
+                frame.capture_time,
+                frame.role,
+            )
+        return main
+
+    def _main_size(self, camera: str, main: Frame | None) -> tuple[int, int] | None:
+        """The size of ``camera``'s main frames: of ``main``, else of its newest."""
+        if main is not None:
+            return _size(main)
+        group = self._group
+        stream = None if group is None else group.streams.get(camera)
         recent = [] if stream is None else stream.recent()
-        target = frame.capture_time
-        timed = [(f.capture_time, f) for f in recent if f.capture_time is not None]
-        if target is not None and timed:
-            steps = [b[0] - a[0] for a, b in itertools.pairwise(timed) if b[0] > a[0]]
-            tolerance = min(steps) / 2 if steps else 0.0
-            when, nearest = min(timed, key=lambda item: abs(item[0] - target))
-            if abs(when - target) <= tolerance:
-                return nearest
-        return recent[-1] if recent else None
+        return _size(recent[-1]) if recent else None
 
     def _publish(
         self, frameset: FrameSet, result: SpeakerResult, mains: Mapping[str, Frame | None]

@@ -15,18 +15,46 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from pydantic import Field, field_validator
 
 from ..errors import ConfigError
 from ..frames import BGRImage, Frame, FrameSet
 from .output import ImageOutput
 from .overlay import AMBER, RED, draw_latency, draw_marker, format_clock, put_label
+from .settings import ProcessorSettings
 
 if TYPE_CHECKING:
-    from ..group import StreamGroup
+    from .group_view import GroupView
 
-__all__ = ["SideBySide", "Wall", "grid_shape", "letterbox"]
+__all__ = ["SideBySide", "Wall", "WallOptions", "grid_shape", "letterbox"]
 
 _NO_SIGNAL_BG = (48, 48, 48)
+
+
+class WallOptions(ProcessorSettings):
+    """The options of a :class:`Wall`: its constructor's keywords and the session file's
+    ``[wall]`` table."""
+
+    tile_size: tuple[int, int] = Field(
+        default=(480, 270), description="Width and height of each camera's tile in pixels."
+    )
+    columns: int | None = Field(
+        default=None, ge=1, le=16, description="Grid columns; None: as square as possible."
+    )
+    rows: int | None = Field(default=None, ge=1, le=16, description="Grid rows; None: enough.")
+    gap: int = Field(default=2, ge=0, le=64, description="Pixels between tiles.")
+    labels: bool = Field(default=True, description="Name, capture clock and age on each tile.")
+    status_bar: bool = Field(default=True, description="Set number, skew and latency below.")
+    stale_after: float = Field(
+        default=1.0, gt=0, description="Age (s) beyond which a tile gets a STALE border."
+    )
+
+    @field_validator("tile_size")
+    @classmethod
+    def _check_tile(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= side <= 4096 for side in value):
+            raise ValueError(f"tile sides must be 16 to 4096 pixels, got {value!r}")
+        return value
 
 
 def grid_shape(
@@ -101,25 +129,27 @@ class Wall:
 
         ``tile_size`` is (width, height) in pixels; ``columns``/``rows`` override the
         automatic grid; ``stale_after`` is the age in seconds beyond which a frame is
-        marked STALE. Raises :class:`ConfigError` for impossible values.
+        marked STALE. The limits are those of :class:`WallOptions` (:attr:`options`):
+        :class:`ConfigError` for a value beyond them, or for a grid too small.
         """
-        width, height = tile_size
-        if width < 16 or height < 16:
-            raise ConfigError(f"tile_size must be at least 16x16 pixels, got {tile_size}")
-        if gap < 0:
-            raise ConfigError(f"gap must be >= 0, got {gap}")
-        if stale_after <= 0:
-            raise ConfigError(f"stale_after must be > 0, got {stale_after}")
-        if (columns is not None and columns < 1) or (rows is not None and rows < 1):
-            raise ConfigError("columns and rows must be >= 1")
-        self.tile_size = (int(width), int(height))
-        self.gap = gap
-        self.labels = labels
-        self.status_bar = status_bar
-        self.stale_after = stale_after
+        self.options = WallOptions.check(
+            name,
+            tile_size=tile_size,
+            columns=columns,
+            rows=rows,
+            gap=gap,
+            labels=labels,
+            status_bar=status_bar,
+            stale_after=stale_after,
+        )
+        self.tile_size = self.options.tile_size
+        self.gap = self.options.gap
+        self.labels = self.options.labels
+        self.status_bar = self.options.status_bar
+        self.stale_after = self.options.stale_after
         self.name = name
-        self._columns = columns
-        self._rows = rows
+        self._columns = self.options.columns
+        self._rows = self.options.rows
         self._lock = threading.Lock()
         self._cameras: tuple[str, ...] | None = None
         self._shape: tuple[int, int] = (0, 0)
@@ -127,6 +157,14 @@ class Wall:
         self.output = ImageOutput(name)
         if cameras is not None:
             self._set_cameras(cameras)
+
+    @classmethod
+    def from_options(
+        cls, options: WallOptions, cameras: Sequence[str] | None = None, *, name: str = "wall"
+    ) -> Wall:
+        """A wall of ``options`` (a session file's ``[wall]`` table, for one)."""
+        values = options.model_dump(include=set(WallOptions.model_fields))
+        return Wall(cameras, name=name, **values)
 
     def _set_cameras(self, cameras: Sequence[str]) -> None:
         names = tuple(cameras)
@@ -169,7 +207,7 @@ class Wall:
         tile_w, tile_h = self.tile_size
         return column * (tile_w + self.gap), row * (tile_h + self.gap), tile_w, tile_h
 
-    def attach(self, group: StreamGroup) -> None:
+    def attach(self, group: GroupView) -> None:
         """Take the group's cameras when none were given (called by ``add_processor``)."""
         with self._lock:
             if self._cameras is None:

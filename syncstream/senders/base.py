@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ _JOIN_TIMEOUT = 2.0
 _STDERR_LINES = 20
 #: Characters of a stderr line kept in the tail (errors, logs): ffmpeg's are far shorter.
 _STDERR_LINE = 1000
-# stop() waits this long for a start() in flight (preflight, spawn, SSH: each has its own
-# timeout below this), so that start cannot leave a process behind once stop returned.
+# close() waits this long for a start() in flight (preflight, spawn, SSH: each has its own
+# timeout below this), so that start cannot leave a process behind once close returned.
 _START_TIMEOUT = 30.0
 
 #: What a process handle calls with each line ffmpeg writes to stderr.
@@ -176,7 +177,7 @@ class Sender:
         Raises :class:`PreflightFailed`, or :class:`SenderError` when ffmpeg exits within
         ``startup_wait``; a stopped sender refuses to start again (:class:`StreamClosed`),
         and one stopped while starting raises it too. Whatever ends a start early (an
-        error, a :meth:`stop` from another thread, ``KeyboardInterrupt``) leaves no process
+        error, a :meth:`close` from another thread, ``KeyboardInterrupt``) leaves no process
         of this sender running and none to be restarted.
         """
         with self._lock:
@@ -196,14 +197,14 @@ class Sender:
         return self
 
     def _launch(self) -> None:
-        """Preflight, spawn and watch the first process; :meth:`stop` may run meanwhile."""
+        """Preflight, spawn and watch the first process; :meth:`close` may run meanwhile."""
         self.preflight()
         handle = self._spawn(self._keep_line)
         with self._lock:
             stopping = self._stop_event.is_set()
             if not stopping:
-                self._handle = handle  # from here on stop() ends it
-        if stopping:  # stop() ran while we were spawning: it did not see this process
+                self._handle = handle  # from here on close() ends it
+        if stopping:  # close() ran while we were spawning: it did not see this process
             self._end(handle)
             handle.release()
             raise StreamClosed(f"{self.name}: sender was stopped while starting")
@@ -213,7 +214,7 @@ class Sender:
                 raise StreamClosed(f"{self.name}: sender was stopped while starting")
             if status is not None:
                 self._handle, self._returncode = None, status
-            else:  # started under the lock: a stop() now joins it, a later one sees it
+            else:  # started under the lock: a close() now joins it, a later one sees it
                 watcher = threading.Thread(
                     target=self._watch, name=f"syncstream-sender:{self.name}", daemon=True
                 )
@@ -288,7 +289,7 @@ class Sender:
                 self._handle = new_handle
                 stopping = self._stop_event.is_set()
             logger.info("%s: ffmpeg restarted on %s, pid %s", self.name, self.host, new_handle.pid)
-            if stopping:  # stop() ran while we were spawning: it did not see this process
+            if stopping:  # close() ran while we were spawning: it did not see this process
                 self._end(new_handle)
 
     def _end(self, handle: ProcessHandle) -> None:
@@ -299,13 +300,13 @@ class Sender:
             handle.kill()
             handle.wait(self._stop_timeout)
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Stop ffmpeg (SIGTERM, then SIGKILL after ``stop_timeout``) and the watcher.
 
         Only the process this sender started is signalled. A :meth:`start` in flight in
         another thread is waited for (bounded): it ends what it spawned and raises
-        :class:`StreamClosed`, so no process of this sender runs once stop() returns, and
-        the watcher never restarts one. Idempotent.
+        :class:`StreamClosed`, so no process of this sender runs once close() returns, and
+        the watcher never restarts one. Idempotent; a closed sender cannot restart.
         """
         with self._lock:
             self._stop_event.set()
@@ -316,6 +317,15 @@ class Sender:
             logger.warning("%s: start() on %s still running after %.0f s", self.name,
                            self.host, _START_TIMEOUT)  # fmt: skip
         self._shutdown()
+
+    def stop(self) -> None:
+        """Deprecated name of :meth:`close` (warns with :class:`DeprecationWarning`)."""
+        warnings.warn(
+            f"{type(self).__name__}.stop() is deprecated, use close()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.close()
 
     def _shutdown(self) -> None:
         """Refuse restarts, end the current process, join the watcher, free the handle."""
@@ -377,4 +387,4 @@ class Sender:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.close()

@@ -5,7 +5,7 @@ and senders started in parallel, and every camera is tried before an error is ra
 one :class:`~syncstream.errors.GroupStartError` names all the broken cameras (like
 Fabric's per-host group results); whatever did start is stopped again.
 
-Every session and sender is registered before it connects or starts, so :meth:`stop`
+Every session and sender is registered before it connects or starts, so :meth:`close`
 reaches the ones still starting, from another thread or when waiting for them is
 interrupted (Ctrl-C): nothing started by the fleet outlives it.
 """
@@ -16,14 +16,16 @@ import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..clock import ClockOffset
-from ..config import Camera, Encoding, SenderConfig, SenderOutput, SSHHost, parse_udp_destination
+from ..config import Camera, Encoding, SenderConfig, SenderOutput, SSHHost
 from ..errors import ConfigError, GroupStartError, StreamClosed
 from ..ssh import SSHSession
+from ..urls import parse_udp_destination
 from .base import Sender
 from .command import receiver_address
 from .local import LocalSender
@@ -143,12 +145,14 @@ class SenderFleet:
 
     :meth:`connect` opens the SSH sessions and measures each host's clock offset;
     :meth:`start` starts the senders and raises :class:`GroupStartError` naming every
-    camera that failed, in connect or in start. :meth:`stop` stops everything, including
+    camera that failed, in connect or in start. :meth:`close` stops everything, including
     what is still connecting or starting; a stopped fleet does not start again.
     """
 
     def __init__(self, cameras: Sequence[Camera], *, clock_rounds: int = 10) -> None:
         self.cameras = [camera for camera in cameras if camera.sender is not None]
+        #: Every camera's name, senders or not: the order in which failures are named.
+        self.names = [camera.name for camera in cameras]
         self.clock_rounds = clock_rounds
         self.senders: dict[str, Sender] = {}
         self.offsets: dict[str, ClockOffset] = {}
@@ -164,7 +168,7 @@ class SenderFleet:
         sessions = {host: SSHSession(host) for host in hosts}
         with self._lock:
             self._check_running()
-            self._sessions.update(sessions)  # before connecting: stop() closes them
+            self._sessions.update(sessions)  # before connecting: close() closes them
         measured = {  # a host whose cameras all have a clock_offset given is not measured
             c.host for c in self.cameras if c.host is not None and c.clock_offset is None
         }
@@ -179,7 +183,7 @@ class SenderFleet:
             return connect_and_measure
 
         results = _parallel(
-            {host: measure(session) for host, session in sessions.items()}, self.stop
+            {host: measure(session) for host, session in sessions.items()}, self.close
         )
         with self._lock:
             self._check_running()
@@ -200,26 +204,33 @@ class SenderFleet:
                     result.uncertainty * 1000,
                 )
 
-    def start(self) -> None:
-        """Start every sender not failed in connect(); raise GroupStartError on any failure."""
+    def start(self, failed: Mapping[str, BaseException] | None = None) -> None:
+        """Start every sender not failed in connect(); raise GroupStartError on any failure.
+
+        ``failed`` are cameras that failed elsewhere (their readers, say): their senders
+        are not started, and the error raised names them too, with every camera that
+        failed here, in the order of the cameras given to the fleet.
+        """
+        failed = dict(failed or {})
         calls: dict[str, Callable[[], Sender]] = {}
         for camera in self.cameras:
-            if camera.name not in self._failures:
+            if camera.name not in self._failures and camera.name not in failed:
                 calls[camera.name] = self._starter(camera)
-        results = _parallel(calls, self.stop)
+        results = _parallel(calls, self.close)
         with self._lock:
-            self._check_running()  # stop() from another thread stopped all of them
+            self._check_running()  # close() from another thread stopped all of them
             for name, result in results.items():
                 if isinstance(result, BaseException):
                     self._failures[name] = result
                 else:
                     self.senders[name] = result
-        if self._failures:
-            order = [camera.name for camera in self.cameras]
-            failures = {name: self._failures[name] for name in order if name in self._failures}
+        if self._failures or failed:
+            found = {**failed, **self._failures}  # a camera's SSH error before its reader's
+            order = [*self.names, *(name for name in failed if name not in self.names)]
+            failures = {name: found[name] for name in order if name in found}
             for name, exc in failures.items():  # the error raised names them all
                 logger.info("%s: failed to start: %s", name, exc)
-            self.stop()
+            self.close()
             raise GroupStartError(failures)
 
     def _starter(self, camera: Camera) -> Callable[[], Sender]:
@@ -232,21 +243,21 @@ class SenderFleet:
                 sender = RemoteSender(self._sessions[camera.host], config, name=camera.name)
             with self._lock:
                 self._check_running()
-                self._registered[camera.name] = sender  # before it starts: stop() reaches it
+                self._registered[camera.name] = sender  # before it starts: close() reaches it
             return sender.start()  # a start that fails leaves nothing running
 
         return start
 
     def _check_running(self) -> None:
-        """Raise StreamClosed once stop() was called (the caller holds the lock)."""
+        """Raise StreamClosed once close() was called (the caller holds the lock)."""
         if self._stopped:
             raise StreamClosed("the senders were stopped while starting")
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Stop every sender, started or starting (in parallel), and close the sessions.
 
         A sender still starting is waited for (bounded) and never started again; a session
-        still connecting is closed once its connect returns. Idempotent.
+        still connecting is closed at once (its connect fails). Idempotent.
         """
         with self._lock:
             self._stopped = True
@@ -255,10 +266,17 @@ class SenderFleet:
             sessions = list(self._sessions.values())
 
         def stopper(sender: Sender) -> Callable[[], None]:
-            return sender.stop
+            return sender.close
 
         for name, result in _parallel({n: stopper(s) for n, s in senders.items()}).items():
             if isinstance(result, BaseException):
                 logger.error("%s: stopping the sender failed: %s", name, result)
         for session in sessions:
             session.close()
+
+    def stop(self) -> None:
+        """Deprecated name of :meth:`close` (warns with :class:`DeprecationWarning`)."""
+        warnings.warn(
+            "SenderFleet.stop() is deprecated, use close()", DeprecationWarning, stacklevel=2
+        )
+        self.close()

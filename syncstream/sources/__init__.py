@@ -6,8 +6,9 @@ import os
 import stat
 from urllib.parse import urlsplit
 
-from ..config import StreamConfig, redact_url
+from ..config import StreamConfig
 from ..errors import UnsupportedSource
+from ..urls import redact_url
 from .base import Source, SourceCounters, SourceFrame
 
 __all__ = ["SUPPORTED_SOURCES", "Source", "SourceCounters", "SourceFrame", "create_source"]

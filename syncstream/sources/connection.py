@@ -122,7 +122,11 @@ class BufferedConnection(ReceiveBuffer):
             raise SourceError(f"{self.name}: cannot resolve {host!r}: {exc}") from exc
         last_error: OSError | None = None
         for family, kind, proto, _canonical, address in infos:
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:  # no descriptors left, or no such family here
+                last_error = exc
+                continue
             try:
                 self._connect_socket(sock, address, deadline)
             except SourceError:

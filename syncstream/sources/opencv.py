@@ -2,23 +2,29 @@
 
 For programs that already depend on OpenCV's capture behaviour. OpenCV hides the stream's
 timestamps (``CAP_PROP_POS_MSEC`` counts from the start of the stream), so frames from
-this backend have no capture time and are aligned by arrival. Low-delay demuxer options
-are passed through ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` while the capture opens, unless the
-program set that variable itself, and decoding uses one thread (frame threads add delay).
+this backend have no capture time and are aligned by arrival. Decoding uses one thread
+(frame threads add delay).
+
+OpenCV takes FFmpeg's demuxer options only from the ``OPENCV_FFMPEG_CAPTURE_OPTIONS``
+environment variable, read at every open. Changing the environment while other threads
+run C code that reads it is unsafe, so it is set once, when this module is first imported,
+and never again: to short probing (:data:`CAPTURE_OPTIONS`), unless the program set the
+variable itself. ``fflags=nobuffer`` is left out: the value is process-wide, and in a file
+it loses frames.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Any
 
 import cv2
 
-from ..config import StreamConfig, redact_url
+from ..config import StreamConfig
 from ..errors import SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
+from ..urls import redact_url
 from .base import (
     LOW_DELAY_OPTIONS,
     OPEN_TIMEOUT_CAP,
@@ -28,14 +34,19 @@ from .base import (
     check_picture_size,
 )
 
-__all__ = ["OpenCVSource"]
+__all__ = ["CAPTURE_OPTIONS", "OpenCVSource"]
 
 logger = logging.getLogger(__name__)
 
 _OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-# OpenCV takes FFmpeg options as "key;value|key;value"
-_LOW_DELAY = "|".join(f"{key};{value}" for key, value in LOW_DELAY_OPTIONS.items())
-_env_lock = threading.Lock()  # the variable is process-wide: one open at a time sets it
+#: The demuxer options every OpenCV capture of the process opens with, as OpenCV takes them
+#: ("key;value|key;value"): the low-delay options that are harmless in a file too.
+CAPTURE_OPTIONS = "|".join(
+    f"{key};{value}" for key, value in LOW_DELAY_OPTIONS.items() if key != "fflags"
+)
+# Once per process, at the first import (the import lock makes it once); never from a reader.
+if os.environ.setdefault(_OPTIONS_ENV, CAPTURE_OPTIONS) != CAPTURE_OPTIONS:
+    logger.info("OpenCV captures use the program's %s", _OPTIONS_ENV)
 
 
 class OpenCVSource:
@@ -65,15 +76,7 @@ class OpenCVSource:
             if isinstance(self.location, int):
                 capture = cv2.VideoCapture(self.location, cv2.CAP_V4L2)
             else:
-                with _env_lock:
-                    preset = os.environ.get(_OPTIONS_ENV)
-                    if preset is None and self.is_live:
-                        os.environ[_OPTIONS_ENV] = _LOW_DELAY
-                    try:
-                        capture = cv2.VideoCapture(self.location, cv2.CAP_FFMPEG, params)
-                    finally:
-                        if preset is None:
-                            os.environ.pop(_OPTIONS_ENV, None)
+                capture = cv2.VideoCapture(self.location, cv2.CAP_FFMPEG, params)
         except cv2.error as exc:
             raise SourceError(f"{self.name}: OpenCV cannot open {self.shown!r}: {exc}") from exc
         if not capture.isOpened():

@@ -18,6 +18,7 @@ import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -28,10 +29,11 @@ from av.container import InputContainer
 from av.video.frame import VideoFrame
 
 from ..clock import MPEGTS_PTS_PERIOD
-from ..config import StreamConfig, redact_text, redact_url
+from ..config import StreamConfig
 from ..errors import SourceChanged, SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
 from ..logs import Throttle
+from ..urls import redact_text, redact_url
 from .base import (
     LOW_DELAY_OPTIONS,
     OPEN_TIMEOUT_CAP,
@@ -61,6 +63,14 @@ _PRFT = struct.Struct("=qi")
 _WALL_TIMES_KEPT = 64
 #: Codecs whose decoders forget a refused picture size (see :func:`_mpeg_video_size`).
 _MPEG_VIDEO = frozenset({"mpeg1video", "mpeg2video"})
+#: PyAV's (FFmpeg's) errors as ours: the first row that matches wins. Every call into
+#: PyAV that can fail runs in :meth:`PyAVSource._translated`, which uses it.
+_AV_ERRORS: tuple[tuple[type[Exception], type[SourceError]], ...] = (
+    (av.error.ExitError, SourceStalled),  # PyAV's timeout on a native protocol: no data
+    (av.FFmpegError, SourceError),
+    (OSError, SourceError),
+    (ValueError, SourceError),  # av.open of an option or URL it cannot take
+)
 _SEQUENCE_HEADER = b"\x00\x00\x01\xb3"
 _EXTENSION_START = b"\x00\x00\x01\xb5"
 
@@ -175,7 +185,7 @@ class PyAVSource:
         # (H.264 is decoded while probing: 150 MB more for 8192x8192).
         options["max_pixels"] = str(self.config.max_pixels)
         reader = self._reader
-        try:
+        with self._translated(f"cannot open {self.shown!r}"):
             if reader is not None:
                 reader.watch(self.config.open_timeout)
                 if self._udp and not self.config.parse_frames:
@@ -195,12 +205,6 @@ class PyAVSource:
                 reader.watch(self.config.stall_timeout)
             else:
                 container = self._open_native(options)
-        except SourceError:
-            raise
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            self._raise_reader_failure()  # the UDP reader ended the input: its reason, not EOF's
-            reason = redact_text(str(exc), self.location)
-            raise SourceError(f"{self.name}: cannot open {self.shown!r}: {reason}") from exc
         self._container = container
         if not container.streams.video:
             raise SourceError(f"{self.name}: {self.shown!r} has no video stream")
@@ -275,23 +279,34 @@ class PyAVSource:
                     f"{self.name}: data but no decodable frame for {self.config.stall_timeout} s"
                 )
             try:
-                packet = next(packets)
+                with self._translated("read failed"):
+                    packet = next(packets)
             except StopIteration:
                 self._raise_reader_failure()
                 if self.is_live:
                     raise SourceError(f"{self.name}: stream ended") from None
                 raise StreamEnded(f"{self.name}: end of {self.shown!r}") from None
-            except av.error.ExitError as exc:  # PyAV's read timeout on a native protocol
-                raise SourceStalled(f"{self.name}: no data: {exc}") from exc
-            except av.FFmpegError as exc:
-                self._raise_reader_failure()
-                raise SourceError(f"{self.name}: read failed: {exc}") from exc
             key = self._decode(packet)
             self._tap(packet, key)
         self._last_frame_mono = time.monotonic()
         if self._reader is not None:
             self._reader.last_frame_mono = self._last_frame_mono
         return self._pending.popleft()
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """Raise PyAV's errors inside as ours (see ``_AV_ERRORS``), naming the stream and
+        ``doing``, credentials cut from the URL; when the UDP reader ended the input, its
+        reason (a stall, a change) instead, which is truer than FFmpeg's EOF."""
+        try:
+            yield
+        except SourceError:  # already ours (an OSError too)
+            raise
+        except tuple(foreign for foreign, _ in _AV_ERRORS) as exc:
+            self._raise_reader_failure()
+            ours = next(ours for foreign, ours in _AV_ERRORS if isinstance(exc, foreign))
+            reason = redact_text(str(exc), self.location)
+            raise ours(f"{self.name}: {doing}: {reason}") from exc
 
     def _raise_reader_failure(self) -> None:
         """Raise why the UDP reader ended the input (a stall, say), if it did.
@@ -346,22 +361,24 @@ class PyAVSource:
                 self._wall_times[packet.pts] = wall_time
                 if len(self._wall_times) > _WALL_TIMES_KEPT:
                     self._wall_times.popitem(last=False)
-        try:
-            frames = packet.decode()
-        except av.error.InvalidDataError as exc:
-            self._check_size(packet.stream.codec_context)  # the decoder refused its size
-            self.counters.decode_errors += 1
-            self.counters.last_problem = f"decode error: {exc}"
-            logger.debug("%s: decode error: %s", self.name, exc)
-            return False
-        except av.FFmpegError as exc:
-            context = packet.stream.codec_context
-            self._check_size(context)
-            if isinstance(exc, av.error.ArgumentError):  # what the decoder says to max_pixels
-                size = _mpeg_video_size(bytes(packet)) if context.name in _MPEG_VIDEO else None
-                if size is not None:  # MPEG-1/2 forget the size they refused: read it here
-                    check_picture_size(self.name, *size, self.config.max_pixels, self.counters)
-            raise SourceError(f"{self.name}: decoder failed: {exc}") from exc
+        with self._translated("decoder failed"):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as exc:  # survived: counted, the next may do
+                self._check_size(packet.stream.codec_context)  # the decoder refused its size
+                self.counters.decode_errors += 1
+                self.counters.last_problem = f"decode error: {exc}"
+                logger.debug("%s: decode error: %s", self.name, exc)
+                return False
+            except av.FFmpegError as exc:
+                context = packet.stream.codec_context
+                self._check_size(context)
+                if isinstance(exc, av.error.ArgumentError):  # the decoder's max_pixels refusal
+                    data = bytes(packet) if context.name in _MPEG_VIDEO else b""
+                    size = _mpeg_video_size(data) if data else None
+                    if size is not None:  # MPEG-1/2 forget the size they refused: read it
+                        check_picture_size(self.name, *size, self.config.max_pixels, self.counters)
+                raise
         key = False
         for frame in frames:
             if not isinstance(frame, VideoFrame):

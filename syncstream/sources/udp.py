@@ -154,7 +154,10 @@ class UdpTsReader:
         """Bind the socket (and join the group for a multicast address)."""
         host = self.address.host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:  # no descriptors left, say
+            raise SourceError(f"{self.name}: cannot open a udp socket: {exc}") from exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
             if self.address.is_multicast:  # receivers of a group share its port

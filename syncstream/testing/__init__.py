@@ -6,6 +6,8 @@
   replay a ``.ts`` file to ``udp://host:port`` as a live camera;
 - :mod:`syncstream.testing.relay`: a UDP relay that delays, jitters and drops datagrams;
 - :mod:`syncstream.testing.flood`: a flood of MPEG-TS lookalike datagrams on random PIDs;
+- :mod:`syncstream.testing.slowloris`: HTTP connections that drip a request head that never
+  ends, against the web view;
 - :mod:`syncstream.testing.sshd`: a throwaway OpenSSH server (and ssh-agent) with keys
   in a temp dir, to test remote senders without touching the machine's ssh config.
 """

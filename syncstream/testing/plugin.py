@@ -158,7 +158,7 @@ def ts_replay() -> Iterator[TsReplayFactory]:
     ) -> TsReplay:
         chosen = free_udp_port(_REPLAY_HOST) if port is None else port
         player = TsReplay(path, f"udp://{_REPLAY_HOST}:{chosen}", loop=loop, restamp=restamp)
-        cleanup.callback(player.stop)
+        cleanup.callback(player.close)
         return player.start()
 
     with contextlib.ExitStack() as cleanup:
@@ -209,7 +209,7 @@ def stamp_sender() -> Iterator[StampSenderFactory]:
 
     def sender(url: str, size: tuple[int, int] = (320, 240), fps: float = 30.0) -> StampSender:
         stamped = StampSender(url, size=size, fps=fps)
-        cleanup.callback(stamped.stop)
+        cleanup.callback(stamped.close)
         return stamped.start()
 
     with contextlib.ExitStack() as cleanup:

@@ -33,19 +33,17 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import platform
 import random
 import selectors
 import socket
-import struct
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..config import parse_udp_destination
 from ..errors import ConfigError, StreamClosed, SyncStreamError
+from ..sources.udp_senders import STAMP_SPACE, arrival_mono, enable_kernel_stamps
+from ..urls import parse_udp_destination
 
 __all__ = ["ImpairmentRelay", "RelayStats"]
 
@@ -61,16 +59,6 @@ _RECV_BATCH = 256
 #: How long a send may wait for room in the socket buffer before it counts as an error.
 _SEND_TIMEOUT = 1.0
 _JOIN_TIMEOUT = 5.0
-#: Linux ``SO_TIMESTAMPNS`` (not exported by the socket module): the kernel stamps each
-#: datagram with its receive time. The value is 35 except on parisc and sparc.
-_SO_TIMESTAMPNS = 35
-_TIMESTAMPS_SUPPORTED = sys.platform == "linux" and not platform.machine().startswith(
-    ("parisc", "sparc")
-)
-#: The stamp's payload: ``struct timespec`` (native longs).
-_TIMESPEC = struct.Struct("@ll")
-#: A stamp older than this (a wall-clock step) is not believed.
-_MAX_STAMP_AGE_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -111,23 +99,6 @@ def _udp_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str,
     """Resolve ``host:port`` to the first UDP address (family, (ip, port))."""
     family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     return family, (str(sockaddr[0]), int(sockaddr[1]))
-
-
-_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if _TIMESTAMPS_SUPPORTED else 0
-
-
-def _arrival_mono(ancdata: list[tuple[int, int, bytes]]) -> float:
-    """The monotonic time a datagram arrived: its kernel stamp if any, else now."""
-    now_mono = time.monotonic()
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds: int
-            nanoseconds: int
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            # The stamp is on the wall clock: its age maps it onto the monotonic clock.
-            age_ns = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
-            return now_mono - min(max(age_ns, 0), _MAX_STAMP_AGE_NS) * 1e-9
-    return now_mono
 
 
 class ImpairmentRelay:
@@ -258,13 +229,9 @@ class ImpairmentRelay:
             logger.debug("%s: cannot set SO_RCVBUF: %s", self.name, exc)
         listen.bind(address)
         listen.setblocking(False)
-        self._kernel_stamps = False
-        if _TIMESTAMPS_SUPPORTED:
-            try:
-                listen.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-                self._kernel_stamps = True
-            except OSError as exc:
-                logger.debug("%s: no kernel receive timestamps: %s", self.name, exc)
+        self._kernel_stamps = enable_kernel_stamps(listen)
+        if not self._kernel_stamps:
+            logger.debug("%s: no kernel receive timestamps", self.name)
         self._port = int(listen.getsockname()[1])
         # A connected send socket: unlike an unconnected one, it reports ICMP errors
         # (nobody listening on the target), which are counted as send_errors.
@@ -368,18 +335,18 @@ class ImpairmentRelay:
         for _ in range(_RECV_BATCH):
             try:
                 if self._kernel_stamps:
-                    payload, ancdata, _, _ = listen.recvmsg(_MAX_DATAGRAM, _STAMP_SPACE)
+                    payload, ancdata, _, _ = listen.recvmsg(_MAX_DATAGRAM, STAMP_SPACE)
                 else:
                     payload, ancdata = listen.recv(_MAX_DATAGRAM), []
             except BlockingIOError:
                 return
-            arrival_mono = _arrival_mono(ancdata)
+            arrived_mono = arrival_mono(ancdata, time.monotonic())
             last = self._last_arrival_mono
-            if last is None or arrival_mono - last >= self.burst_gap:
+            if last is None or arrived_mono - last >= self.burst_gap:
                 self._burst_jitter = (
                     self._jitter_rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0
                 )
-            self._last_arrival_mono = arrival_mono
+            self._last_arrival_mono = arrived_mono
             lost = self.loss > 0 and self._loss_rng.random() < self.loss
             with self._lock:
                 self._received += 1
@@ -389,7 +356,7 @@ class ImpairmentRelay:
                 if len(self._queue) >= self.max_queue:
                     self._overflowed += 1
                     continue
-            due_mono = arrival_mono + max(0.0, self.delay + self._burst_jitter)
+            due_mono = arrived_mono + max(0.0, self.delay + self._burst_jitter)
             if self.keep_order:
                 due_mono = max(due_mono, self._last_due_mono)
                 self._last_due_mono = due_mono

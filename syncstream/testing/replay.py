@@ -21,11 +21,13 @@ import os
 import pathlib
 import subprocess
 import time
+import warnings
 from typing import Self
 
-from ..config import TEST_PATTERNS, Codec, parse_udp_destination
+from ..config import TEST_PATTERNS, Codec
 from ..errors import ConfigError, SenderError, StreamClosed
 from ..senders import LocalSender, mpegts_udp_output_args, testsrc_input_args
+from ..urls import parse_udp_destination
 
 __all__ = ["TsReplay", "record_test_pattern", "replay_argv"]
 
@@ -278,17 +280,24 @@ class TsReplay:
         logger.info("%s: replaying %s to %s", self.name, self._path, self._url)
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Stop ffmpeg (SIGTERM, then SIGKILL); idempotent."""
         self._closed = True
         if self._sender is not None:
-            self._sender.stop()
+            self._sender.close()
+
+    def stop(self) -> None:
+        """Deprecated name of :meth:`close` (warns with :class:`DeprecationWarning`)."""
+        warnings.warn(
+            "TsReplay.stop() is deprecated, use close()", DeprecationWarning, stacklevel=2
+        )
+        self.close()
 
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.close()
 
     def __repr__(self) -> str:
         return f"TsReplay({str(self._path)!r}, {self._url!r}, restamp={self.restamp})"

@@ -10,6 +10,6 @@
 """
 
 from .camera import CameraRecordingStats
-from .processor import Recorder, RecorderStats
+from .processor import Recorder, RecorderOptions, RecorderStats
 
-__all__ = ["CameraRecordingStats", "Recorder", "RecorderStats"]
+__all__ = ["CameraRecordingStats", "Recorder", "RecorderOptions", "RecorderStats"]

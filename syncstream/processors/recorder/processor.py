@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError, RecordingError
+from pydantic import Field
+
+from ...errors import RecordingError
 from ...frames import Frame, FrameSet
 from ...recording.index import (
     INDEX_NAME,
@@ -34,17 +36,38 @@ from ...recording.index import (
 )
 from ...recording.writer import IndexWriter
 from ...sources.base import EncodedPacket
+from ..settings import ProcessorSettings
 from .camera import CameraRecorder, CameraRecordingStats
 from .segments import SegmentPlan
 
 if TYPE_CHECKING:
-    from ...group import StreamGroup
+    from ..group_view import GroupView
 
-__all__ = ["CameraRecordingStats", "Recorder", "RecorderStats"]
+__all__ = ["CameraRecordingStats", "Recorder", "RecorderOptions", "RecorderStats"]
 
 logger = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT = 5.0
+
+
+class RecorderOptions(ProcessorSettings):
+    """The options of a :class:`Recorder`: its constructor's keywords and, with the
+    directory, the session file's ``[record]`` table."""
+
+    segment_seconds: float | None = Field(
+        default=60.0, gt=0, description="Start a new segment after this much stream time."
+    )
+    segment_bytes: int | None = Field(
+        default=None, gt=0, description="Start a new segment after this many bytes."
+    )
+    queue_size: int = Field(
+        default=300,
+        ge=1,
+        description="Packets (or frames) that may wait per camera; dropped (counted) beyond.",
+    )
+    flush_interval: float = Field(
+        default=1.0, ge=0, description="Seconds between writes (and fsyncs) of the index."
+    )
 
 
 @dataclass(frozen=True)
@@ -105,22 +128,24 @@ class Recorder:
     ) -> None:
         """Describe the recording; nothing is created before :meth:`attach`.
 
-        Raises :class:`~syncstream.errors.ConfigError` for a limit that is not positive.
+        Raises :class:`~syncstream.errors.ConfigError` for a limit beyond those of
+        :class:`RecorderOptions` (kept in :attr:`options`).
         """
-        if segment_seconds is not None and not segment_seconds > 0:
-            raise ConfigError(f"segment_seconds must be positive or None, got {segment_seconds!r}")
-        if segment_bytes is not None and segment_bytes <= 0:
-            raise ConfigError(f"segment_bytes must be positive or None, got {segment_bytes!r}")
-        if queue_size < 1:
-            raise ConfigError(f"queue_size must be at least 1, got {queue_size!r}")
-        if not flush_interval >= 0:
-            raise ConfigError(f"flush_interval must be >= 0, got {flush_interval!r}")
+        self.options = RecorderOptions.check(
+            "recorder",
+            segment_seconds=segment_seconds,
+            segment_bytes=segment_bytes,
+            queue_size=queue_size,
+            flush_interval=flush_interval,
+        )
         self.directory = pathlib.Path(directory)
-        self.segment_seconds = segment_seconds
-        self.segment_bytes = segment_bytes
-        self.queue_size = queue_size
+        self.segment_seconds = self.options.segment_seconds
+        self.segment_bytes = self.options.segment_bytes
+        self.queue_size = self.options.queue_size
         self._index = IndexWriter(
-            self.directory / INDEX_NAME, flush_interval=flush_interval, on_error=self._on_error
+            self.directory / INDEX_NAME,
+            flush_interval=self.options.flush_interval,
+            on_error=self._on_error,
         )
         self._lock = threading.Lock()
         self._finish_lock = threading.Lock()
@@ -133,9 +158,14 @@ class Recorder:
         self._reported = False
         self._lost_sets = 0  # sets given after the recording stopped
 
+    @classmethod
+    def from_options(cls, directory: str | os.PathLike[str], options: RecorderOptions) -> Recorder:
+        """A recorder into ``directory`` with ``options`` (a session's ``[record]`` table)."""
+        return cls(directory, **options.model_dump(include=set(RecorderOptions.model_fields)))
+
     # -- life cycle -------------------------------------------------------------------
 
-    def attach(self, group: StreamGroup) -> None:
+    def attach(self, group: GroupView) -> None:
         """Create the directory and the index, and tap the group's packets.
 
         Called by :meth:`StreamGroup.add_processor`. Raises :class:`RecordingError` when

@@ -19,108 +19,37 @@ descriptor, and nobody waits for it. The bounds (:class:`~.limits.Limits`):
 
 Answers that take work (the stats as JSON, a snapshot's JPEG) are computed by two worker
 threads. A stream, which lasts, runs on a thread of its own with a blocking socket: at
-most ``max_clients`` of them.
+most ``max_clients`` of them (see :mod:`~syncstream.processors.web.answers`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import logging
 import math
-import queue
 import selectors
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 from ...logs import Throttle
-from .http import (
-    LINGER_BYTES,
-    LINGER_SECONDS,
-    MAX_REQUEST_BYTES,
-    HttpError,
-    Request,
-    close_gracefully,
-    host_port,
-    parse_head,
-    text_response,
-)
+from .answers import Answer, AnswerThreads, Deferred, Handler, Streamed, log_stalled
+from .exchange import Conn, State, answer_at_once
+from .http import HttpError, Request, host_port, parse_head, text_response
 from .limits import Admission, ConnectionCounts, Limits, Tally, address_key
 
 __all__ = ["Answer", "ConnectionLoop", "Deferred", "Handler", "Streamed"]
 
 logger = logging.getLogger(__name__)
 
-_WORKERS = 2  # threads computing Deferred answers
 _ACCEPT_BATCH = 64  # connections accepted per wake-up, so reading goes on during a flood
 _ACCEPT_PAUSE = 0.1  # s without accepting once the process is out of file descriptors
 _RECV_BYTES = 4096
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """An answer computed on a worker thread: it may take a few milliseconds."""
-
-    compute: Callable[[], bytes]
-
-
-@dataclass(frozen=True)
-class Streamed:
-    """An answer that lasts: ``run(sock)`` on a thread of its own, with a blocking socket
-    whose timeout is ``client_timeout``. ``TimeoutError`` from it counts as a stall."""
-
-    run: Callable[[socket.socket], None]
-
-
-#: What a handler answers: the bytes to send, or one of the above.
-Answer = bytes | Deferred | Streamed
-#: Answers a request from a client (``host:port``), or raises ``HttpError``.
-Handler = Callable[[Request, str], Answer]
-
-
-class _State(enum.Enum):
-    HEAD = "head"  # reading the request head
-    WORK = "work"  # a worker computes the answer
-    WRITE = "write"  # sending the answer
-    LINGER = "linger"  # answer sent: draining the input before closing
-    STREAM = "stream"  # on a thread of its own
-
-
-class _Conn:
-    """One connection, owned by the loop thread or by its stream's thread."""
-
-    __slots__ = ("address", "buffer", "deadline", "drained", "out", "sock", "state")
-
-    def __init__(self, sock: socket.socket, address: str, deadline: float) -> None:
-        self.sock = sock
-        self.address = address  # host:port, for logs
-        self.state = _State.HEAD
-        self.deadline = deadline  # monotonic: the head, the next progress, the linger
-        self.buffer = bytearray()
-        self.out = memoryview(b"")
-        self.drained = 0
-
-
-def _answer_at_once(sock: socket.socket, data: bytes) -> None:
-    """Send what of ``data`` the socket takes now, and close: for a connection that gets no
-    more of our time. Input already received is read first, since closing over unread
-    input resets the connection, which can destroy the answer before it is read."""
-    try:
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            sock.recv(MAX_REQUEST_BYTES)
-        sock.send(data)
-    except OSError as exc:
-        logger.debug("web view: answering at once: %s", exc)
-    finally:
-        sock.close()
 
 
 class ConnectionLoop:
@@ -142,17 +71,15 @@ class ConnectionLoop:
         self._tally = Tally(limits)
         self._lock = threading.Lock()
         self._closed = False
-        self._streams: dict[_Conn, threading.Thread] = {}
         # the loop thread's alone:
-        self._owned: set[_Conn] = set()  # connections it serves (all but streams)
-        self._heads: dict[_Conn, None] = {}  # those reading their head, oldest first
+        self._owned: set[Conn] = set()  # connections it serves (all but streams)
+        self._heads: dict[Conn, None] = {}  # those reading their head, oldest first
         # from the workers to the loop thread:
-        self._jobs: queue.SimpleQueue[tuple[_Conn, Deferred] | None] = queue.SimpleQueue()
-        self._answers: deque[tuple[_Conn, bytes]] = deque()
+        self._answers: deque[tuple[Conn, bytes]] = deque()
+        self._threads = AnswerThreads[Conn](name, limits, self._tally, self._deliver)
         self._selector: selectors.BaseSelector  # made by start()
         self._wake_pair: tuple[socket.socket, socket.socket] | None = None
         self._loop_thread: threading.Thread | None = None
-        self._workers: list[threading.Thread] = []
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -167,14 +94,8 @@ class ConnectionLoop:
         self._loop_thread = threading.Thread(
             target=self._run, name=f"syncstream-web:{port}", daemon=True
         )
-        self._workers = [
-            threading.Thread(
-                target=self._work, name=f"syncstream-web-worker:{port}-{i}", daemon=True
-            )
-            for i in range(_WORKERS)
-        ]
-        for thread in (self._loop_thread, *self._workers):
-            thread.start()
+        self._loop_thread.start()
+        self._threads.start()
 
     def close(self, timeout: float) -> None:
         """End every connection and stream, join the threads (``timeout`` s each)."""
@@ -184,28 +105,22 @@ class ConnectionLoop:
             self._closed = True
         self._wake()
         loop = self._loop_thread
-        if loop is not None:  # it closes the connections it owns, and starts no stream
-            loop.join(timeout)
-        with self._lock:
-            streams = dict(self._streams)
-        for conn in streams:
-            try:  # wakes a thread blocked sending to (or reading from) its client
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError as exc:  # its thread closed it already
-                logger.debug("web view %s: client %s: shutdown: %s", self.name, conn.address, exc)
-        for _ in self._workers:
-            self._jobs.put(None)
-        for thread in [*([] if loop is None else [loop]), *self._workers, *streams.values()]:
-            if thread is not threading.current_thread():
-                thread.join(timeout)
-                if thread.is_alive():
-                    logger.warning("web view %s: thread %s still running", self.name, thread.name)
+        if loop is not None and loop is not threading.current_thread():
+            loop.join(timeout)  # it closes the connections it owns, and starts no stream
+            if loop.is_alive():
+                logger.warning("web view %s: thread %s still running", self.name, loop.name)
+        self._threads.close(timeout)
         for sock in self._wake_pair or ():
             sock.close()
 
     def counts(self) -> ConnectionCounts:
         """A snapshot of the counters."""
         return self._tally.counts()
+
+    def _deliver(self, conn: Conn, data: bytes) -> None:
+        """A worker's answer for ``conn``: the loop thread sends it."""
+        self._answers.append((conn, data))
+        self._wake()
 
     def _wake(self) -> None:
         if self._wake_pair is not None:
@@ -260,7 +175,7 @@ class ConnectionLoop:
         with contextlib.suppress(BlockingIOError):
             wake.recv(4096)  # what is left wakes the next select() at once
 
-    def _guarded(self, conn: _Conn, step: Callable[[_Conn], None]) -> None:
+    def _guarded(self, conn: Conn, step: Callable[[Conn], None]) -> None:
         """Run ``step``; a bug closes that connection (logged, counted), not the loop."""
         try:
             step(conn)
@@ -303,7 +218,7 @@ class ConnectionLoop:
         if admission is Admission.FULL and not self._evict(full):
             self._refuse(sock, address, full)
             return
-        conn = _Conn(sock, address, time.monotonic() + limits.head_timeout)
+        conn = Conn(sock, address, time.monotonic() + limits.head_timeout, self.name)
         self._tally.open(conn, key)
         sock.setblocking(False)
         self._owned.add(conn)
@@ -315,7 +230,7 @@ class ConnectionLoop:
         self._throttle.warning(
             ("refused", why), "web view %s: %s refused: %s", self.name, address, why
         )
-        _answer_at_once(sock, text_response(503, "too many connections", "Retry-After: 5"))
+        answer_at_once(sock, text_response(503, "too many connections", "Retry-After: 5"))
 
     def _evict(self, why: str) -> bool:
         """Close the connection that has waited longest for its head; False if none waits."""
@@ -333,7 +248,7 @@ class ConnectionLoop:
         self._forget(conn, text_response(408, "closed to make room for others"))
         return True
 
-    def _forget(self, conn: _Conn, answer: bytes | None = None) -> None:
+    def _forget(self, conn: Conn, answer: bytes | None = None) -> None:
         """Close a connection the loop owns (after trying ``answer`` at once)."""
         # not registered while a worker computes its answer
         with contextlib.suppress(KeyError, ValueError):
@@ -343,36 +258,24 @@ class ConnectionLoop:
         if answer is None:
             conn.sock.close()
         else:
-            _answer_at_once(conn.sock, answer)
+            answer_at_once(conn.sock, answer)
         self._tally.close(conn)
 
-    def _ready(self, conn: _Conn) -> None:
+    def _ready(self, conn: Conn) -> None:
         if conn not in self._owned:  # closed earlier in this round (evicted)
             return
-        if conn.state is _State.HEAD:
+        if conn.state is State.HEAD:
             self._read_head(conn)
-        elif conn.state is _State.WRITE:
+        elif conn.state is State.WRITE:
             self._write(conn)
-        elif conn.state is _State.LINGER:
-            self._drain(conn)
-
-    def _recv(self, conn: _Conn, size: int) -> bytes | None:
-        """What the client sent (b"" once it has closed); None when nothing is there, or
-        the connection broke (then it is closed)."""
-        try:
-            return conn.sock.recv(size)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError as exc:  # reset by the client
-            logger.debug("web view %s: client %s: %s", self.name, conn.address, exc)
+        elif conn.state is State.LINGER and conn.drain():
             self._forget(conn)
-            return None
 
-    def _read_head(self, conn: _Conn) -> None:
-        chunk = self._recv(conn, _RECV_BYTES)
+    def _read_head(self, conn: Conn) -> None:
+        chunk = conn.receive(_RECV_BYTES)
         if chunk is None:
             return
-        if not chunk:  # it left before sending a whole request
+        if not chunk:  # it left (or the connection broke) before sending a whole request
             self._forget(conn)
             return
         conn.buffer += chunk
@@ -387,7 +290,7 @@ class ConnectionLoop:
             conn.buffer = bytearray()
             self._dispatch(conn, request)
 
-    def _dispatch(self, conn: _Conn, request: Request) -> None:
+    def _dispatch(self, conn: Conn, request: Request) -> None:
         if not self._tally.serve(conn):
             why = f"{self.limits.max_clients} requests served already"
             self._throttle.warning(
@@ -406,59 +309,43 @@ class ConnectionLoop:
             answer = text_response(500, "the answer failed; see the server's log")
         if isinstance(answer, Deferred):
             self._selector.unregister(conn.sock)
-            conn.state, conn.deadline = _State.WORK, math.inf
-            self._jobs.put((conn, answer))
+            conn.state, conn.deadline = State.WORK, math.inf
+            self._threads.compute(conn, conn.address, answer)
         elif isinstance(answer, Streamed):
-            self._start_stream(conn, answer)
+            self._selector.unregister(conn.sock)
+            self._owned.discard(conn)
+            conn.state = State.STREAM
+            self._threads.stream(conn, conn.sock, conn.address, answer)
         else:
             self._send(conn, answer)
 
-    def _send(self, conn: _Conn, data: bytes) -> None:
-        conn.state, conn.out = _State.WRITE, memoryview(data)
+    def _send(self, conn: Conn, data: bytes) -> None:
+        conn.state, conn.out = State.WRITE, memoryview(data)
         conn.deadline = time.monotonic() + self.limits.client_timeout
         self._write(conn)  # most answers fit in the socket's buffer at once
-        if conn.state is _State.WRITE and conn in self._owned:
+        if conn.state is State.WRITE and conn in self._owned:
             self._watch(conn, selectors.EVENT_WRITE)
 
-    def _watch(self, conn: _Conn, events: int) -> None:
+    def _watch(self, conn: Conn, events: int) -> None:
         try:
             self._selector.modify(conn.sock, events, conn)
         except KeyError:  # not registered while a worker computed its answer
             self._selector.register(conn.sock, events, conn)
 
-    def _write(self, conn: _Conn) -> None:
-        try:
-            sent = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # the client left
-            logger.debug("web view %s: client %s: %s", self.name, conn.address, exc)
-            self._forget(conn)
-            return
-        conn.out = conn.out[sent:]
-        conn.deadline = time.monotonic() + self.limits.client_timeout
-        if conn.out:
+    def _write(self, conn: Conn) -> None:
+        done = conn.send_some(self.limits.client_timeout)
+        if not done:
+            if done is None:  # the client left
+                self._forget(conn)
             return
         self._tally.served(conn)
-        try:  # the client reads to the end of the answer, then closes
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            logger.debug("web view %s: client %s: %s", self.name, conn.address, exc)
-            self._forget(conn)
-            return
-        conn.state, conn.deadline = _State.LINGER, time.monotonic() + LINGER_SECONDS
-        self._watch(conn, selectors.EVENT_READ)
-
-    def _drain(self, conn: _Conn) -> None:
-        chunk = self._recv(conn, 65536)
-        if chunk is None:
-            return
-        conn.drained += len(chunk)
-        if not chunk or conn.drained >= LINGER_BYTES:
+        if conn.linger():
+            self._watch(conn, selectors.EVENT_READ)
+        else:
             self._forget(conn)
 
-    def _expire(self, conn: _Conn) -> None:
-        if conn.state is _State.HEAD:
+    def _expire(self, conn: Conn) -> None:
+        if conn.state is State.HEAD:
             self._tally.add("timed_out")
             timeout = self.limits.head_timeout
             self._throttle.warning(
@@ -470,72 +357,9 @@ class ConnectionLoop:
             )
             del self._heads[conn]
             self._send(conn, text_response(408, f"no whole request in {timeout} s"))
-        elif conn.state is _State.WRITE:
+        elif conn.state is State.WRITE:
             self._tally.add("stalled")
-            logger.info(
-                "web view %s: client %s accepted nothing for %.1f s; dropped",
-                self.name,
-                conn.address,
-                self.limits.client_timeout,
-            )
+            log_stalled(self.name, conn.address, self.limits.client_timeout)
             self._forget(conn)
         else:  # lingered long enough
             self._forget(conn)
-
-    # -- workers and streams ----------------------------------------------------------
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            conn, deferred = job
-            try:
-                data = deferred.compute()
-            except HttpError as exc:
-                data = text_response(exc.status, exc.message, *exc.headers)
-            except Exception:
-                logger.exception("web view %s: client %s: request failed", self.name, conn.address)
-                self._tally.add("errors")
-                data = text_response(500, "the answer failed; see the server's log")
-            self._answers.append((conn, data))
-            self._wake()
-
-    def _start_stream(self, conn: _Conn, answer: Streamed) -> None:
-        self._selector.unregister(conn.sock)
-        self._owned.discard(conn)
-        conn.state = _State.STREAM
-        conn.sock.settimeout(self.limits.client_timeout)  # blocking, with a timeout
-        thread = threading.Thread(
-            target=self._stream,
-            args=(conn, answer),
-            name=f"syncstream-web-client:{conn.address}",
-            daemon=True,
-        )
-        with self._lock:
-            self._streams[conn] = thread
-        thread.start()
-
-    def _stream(self, conn: _Conn, answer: Streamed) -> None:
-        stalled = False
-        try:
-            answer.run(conn.sock)
-        except TimeoutError:
-            stalled = True
-            self._tally.add("stalled")
-            logger.info(
-                "web view %s: client %s accepted nothing for %.1f s; dropped",
-                self.name,
-                conn.address,
-                self.limits.client_timeout,
-            )
-        except OSError as exc:  # the client left, or close() ended the connection
-            logger.debug("web view %s: client %s: %s", self.name, conn.address, exc)
-        except Exception:
-            logger.exception("web view %s: client %s: stream failed", self.name, conn.address)
-            self._tally.add("errors")
-        finally:
-            if stalled:  # nothing left to say to it
-                conn.sock.close()
-            else:
-                close_gracefully(conn.sock)
-            with self._lock:  # forgotten (and no longer joined by close()) once closed
-                self._streams.pop(conn, None)
-            self._tally.close(conn)

@@ -19,6 +19,7 @@ import cv2
 
 from ...errors import ReadTimeout, StreamClosed
 from ...frames import BGRImage
+from ...slot import LatestSlot
 from ..output import ImageOutput
 from .http import peer_closed, response_head, send_all
 
@@ -99,9 +100,11 @@ class JpegFeed:
         self.output = output
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self._cond = threading.Condition()
-        self._jpeg: Jpeg | None = None
+        # the newest JPEG; after close() the last one is still delivered
+        self._jpegs: LatestSlot[Jpeg] = LatestSlot(
+            f"output {name}", noun="picture", cond=self._cond
+        )
         self._viewers = 0
-        self._closed = False
         self._encoded = 0
         self._errors = 0
         self._encode_time = 0.0
@@ -112,7 +115,7 @@ class JpegFeed:
     def start(self) -> None:
         """Start the encoder thread (once)."""
         with self._cond:
-            if self._thread is None and not self._closed:
+            if self._thread is None and not self._jpegs.closed:
                 self._thread = threading.Thread(
                     target=self._run, name=f"syncstream-web-encoder:{self.name}", daemon=True
                 )
@@ -120,9 +123,7 @@ class JpegFeed:
 
     def close(self) -> None:
         """End the encoder and every stream of this output; idempotent."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._jpegs.close()
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the encoder thread after :meth:`close`."""
@@ -152,9 +153,9 @@ class JpegFeed:
         last = -1
         while True:
             with self._cond:
-                while self._viewers == 0 and not self._closed:
+                while self._viewers == 0 and not self._jpegs.closed:
                     self._cond.wait()
-                if self._closed:
+                if self._jpegs.closed:
                     return
             try:
                 picture = self.output.wait_newer(last, timeout=_ENCODER_STEP)
@@ -176,12 +177,10 @@ class JpegFeed:
                     self._errors += 1
                 continue
             with self._cond:
-                number = 0 if self._jpeg is None else self._jpeg.number + 1
-                self._jpeg = Jpeg(number, picture.seq, data)
+                self._jpegs.put(Jpeg(self._jpegs.next_seq, picture.seq, data))
                 self._encoded += 1
                 self._encode_time += time.monotonic() - started
                 self._shape = (picture.image.shape[1], picture.image.shape[0])
-                self._cond.notify_all()
 
     def watch(self, change: int) -> None:
         """Count a viewer in (+1) or out (-1); the encoder works while there are any."""
@@ -191,32 +190,19 @@ class JpegFeed:
 
     def newest_number(self) -> int:
         """The newest JPEG's number, -1 before the first."""
-        with self._cond:
-            return -1 if self._jpeg is None else self._jpeg.number
+        return self._jpegs.seq
 
     def next_jpeg(self, number: int, timeout: float | None = None) -> Jpeg:
         """The newest JPEG numbered above ``number`` (-1: any). Raises ``ReadTimeout``
         when none comes within ``timeout`` seconds, ``StreamClosed`` at the end."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                jpeg = self._jpeg
-                if jpeg is not None and jpeg.number > number:
-                    return jpeg
-                if self._closed:
-                    raise StreamClosed(f"output {self.name}: no more pictures")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReadTimeout(f"output {self.name}: no new picture in {timeout} s")
-                self._cond.wait(remaining)
+        return self._jpegs.get(number, timeout)
 
     def snapshot(self) -> bytes | None:
         """The newest picture as JPEG (encoded here unless the encoder has it); None if none."""
         picture = self.output.latest()
         if picture is None:
             return None
-        with self._cond:
-            jpeg = self._jpeg
+        jpeg = self._jpegs.latest()
         if jpeg is not None and jpeg.picture_seq == picture.seq:
             return jpeg.data
         return self.encode(picture.image)
@@ -225,7 +211,7 @@ class JpegFeed:
         """A snapshot of the counters."""
         latest = self.output.latest()
         with self._cond:
-            jpeg, shape, count = self._jpeg, self._shape, self._encoded
+            jpeg, shape, count = self._jpegs.latest(), self._shape, self._encoded
             return WebOutputStats(
                 name=self.name,
                 published=0 if latest is None else latest.seq + 1,

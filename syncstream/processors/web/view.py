@@ -32,10 +32,11 @@ from .connections import Answer, ConnectionLoop, Deferred, Streamed
 from .feed import JpegFeed, StreamCounters, WebOutputStats, stream_mjpeg
 from .http import HttpError, Request, host_port, json_document, response
 from .limits import Limits
+from .options import WebViewOptions
 from .page import render_page
 
 if TYPE_CHECKING:
-    from ...group import StreamGroup
+    from ..group_view import GroupView
 
 __all__ = ["Showable", "WebClientStats", "WebView", "WebViewStats"]
 
@@ -167,46 +168,49 @@ class WebView:
         ``max_connections`` in all are open; beyond those, the connection that has waited
         longest for its request is closed to make room. With ``token`` or ``username``
         and ``password``, every request must show them (401 else); see
-        :mod:`~syncstream.processors.web.auth`. Raises :class:`ConfigError` for a bad
-        value (naming the field, never a secret).
+        :mod:`~syncstream.processors.web.auth`. Raises :class:`ConfigError` for a value
+        beyond the limits of :class:`WebViewOptions` (kept in :attr:`options`), naming the
+        field, never a secret.
         """
         resolved = _resolve(outputs)
         if not resolved:
             raise ConfigError("outputs: a WebView needs at least one output")
-        if not 1 <= jpeg_quality <= 100:
-            raise ConfigError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"port must be 0..65535, got {port}")
-        if max_clients < 1:
-            raise ConfigError(f"max_clients must be >= 1, got {max_clients}")
-        if not client_timeout > 0:
-            raise ConfigError(f"client_timeout must be > 0, got {client_timeout}")
-        if not head_timeout > 0:
-            raise ConfigError(f"head_timeout must be > 0, got {head_timeout}")
-        if max_connections < 1:
-            raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
-        if max_connections_per_address < 1:
-            got = max_connections_per_address
-            raise ConfigError(f"max_connections_per_address must be >= 1, got {got}")
+        self.options = options = WebViewOptions.check(
+            "web view",
+            host=host,
+            port=port,
+            jpeg_quality=jpeg_quality,
+            max_clients=max_clients,
+            client_timeout=client_timeout,
+            head_timeout=head_timeout,
+            max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
+            title=title,
+            token=token,
+            username=username,
+            password=password,
+        )
+        token, password = options.token_value, options.password_value
         self._credentials = (
             None
-            if token is None and username is None and password is None
-            else Credentials(token=token, username=username, password=password)
+            if token is None and options.username is None and password is None
+            else Credentials(token=token, username=options.username, password=password)
         )
-        self.host = host
-        self.max_clients = max_clients
-        self.client_timeout = client_timeout
+        self.host = options.host
+        self.max_clients = options.max_clients
+        self.client_timeout = options.client_timeout
         self.limits = Limits(
-            max_clients=max_clients,
-            max_connections=max_connections,
-            max_per_address=max_connections_per_address,
-            head_timeout=head_timeout,
-            client_timeout=client_timeout,
+            max_clients=options.max_clients,
+            max_connections=options.max_connections,
+            max_per_address=options.max_connections_per_address,
+            head_timeout=options.head_timeout,
+            client_timeout=options.client_timeout,
         )
-        self._port = port
-        self._feeds = {name: JpegFeed(name, out, jpeg_quality) for name, out in resolved.items()}
+        self._port = options.port
+        quality = options.jpeg_quality
+        self._feeds = {name: JpegFeed(name, out, quality) for name, out in resolved.items()}
         self._default = next(iter(self._feeds))
-        self._page = render_page(title, list(self._feeds))
+        self._page = render_page(options.title, list(self._feeds))
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._address: tuple[str, int] | None = None
@@ -215,10 +219,21 @@ class WebView:
         self._closed = False
         self._loopback_only = False
         self._cookie_name = "syncstream"
-        self._group: StreamGroup | None = None
+        self._group: GroupView | None = None
         self._frameset: dict[str, object] | None = None
         self._sent = self._dropped = self._unauthorized = 0
         self._throttle = Throttle(logger)
+
+    @classmethod
+    def from_options(
+        cls,
+        outputs: Showable | Sequence[Showable] | Mapping[str, Showable],
+        options: WebViewOptions,
+    ) -> WebView:
+        """A view of ``outputs`` with ``options`` (a session file's ``[web]`` table)."""
+        values = options.model_dump(include=set(WebViewOptions.model_fields))
+        values.update(token=options.token_value, password=options.password_value)
+        return cls(outputs, **values)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -304,7 +319,7 @@ class WebView:
 
     # -- as a processor ---------------------------------------------------------------
 
-    def attach(self, group: StreamGroup) -> None:
+    def attach(self, group: GroupView) -> None:
         """Serve ``group``'s stats, and start serving (called by ``add_processor``)."""
         self._group = group
         self.start()
