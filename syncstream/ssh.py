@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Literal, NamedTuple, Self
 
 import paramiko
 
@@ -115,6 +115,14 @@ class CommandResult(NamedTuple):
     returncode: int
     stdout: str
     stderr: str
+
+
+class ServerKey(NamedTuple):
+    """A host's key as its server offers it, and how it compares with the known ones."""
+
+    kind: str  # "ssh-ed25519", ...
+    fingerprint: str
+    status: Literal["known", "unknown", "differs"]
 
 
 class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
@@ -448,6 +456,42 @@ class SSHSession:
             raise
         channel.settimeout(None)
         return RemoteProcess(self, channel, sink, self.host.connect_timeout)
+
+    def server_key(self) -> ServerKey:
+        """Ask the server for its host key without logging in, and compare it with the
+        known ones (:func:`known_hosts_files`); nothing is written and no session stays
+        open. Raises :class:`ConfigError` for a known_hosts file that cannot be read,
+        :class:`SSHError` when the key exchange fails."""
+        host = self.host
+        paths = known_hosts_files(host)
+        with self.translated("cannot read known hosts"):
+            keys = paramiko.HostKeys()
+            for path in paths:
+                keys.load(path)
+            known = keys.lookup(
+                host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+            )
+        with self.translated("no key exchange"):
+            sock = socket.create_connection(
+                (host.hostname, host.port), timeout=host.connect_timeout
+            )
+            transport = paramiko.Transport(sock)
+            try:
+                if known:  # ask for a kind of key we know first
+                    options = transport.get_security_options()
+                    preferred = [kind for kind in options.key_types if kind in known]
+                    rest = [kind for kind in options.key_types if kind not in preferred]
+                    options.key_types = preferred + rest
+                transport.start_client(timeout=host.connect_timeout)
+                key = transport.get_remote_server_key()
+            finally:
+                transport.close()
+        status: Literal["known", "unknown", "differs"]
+        if not known:
+            status = "unknown"
+        else:
+            status = "known" if known.get(key.get_name()) == key else "differs"
+        return ServerKey(key.get_name(), key.fingerprint, status)
 
     def measure_clock_offset(self, rounds: int = 10) -> ClockOffset:
         """Our clock minus the host's: the round trip with the smallest RTT of ``rounds``.

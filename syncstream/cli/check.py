@@ -16,13 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TextIO
 
-import paramiko
-
 from ..config import Camera, SSHHost
 from ..errors import AuthenticationFailed, ConfigError, HostKeyError, SSHError
 from ..senders import preflight_checks
 from ..session_config import SessionConfig
-from ..ssh import SSHSession, known_hosts_files
+from ..ssh import SSHSession
 
 __all__ = ["HostCheck", "check_host", "check_local", "print_table", "run_check"]
 
@@ -56,45 +54,25 @@ Runner = Callable[[list[str]], tuple[int, str]]
 COLUMNS = ("host", "ssh", "host key", "login", "ffmpeg", "devices", "clock offset")
 
 
-def _known_hosts(host: SSHHost) -> paramiko.HostKeys:
-    keys = paramiko.HostKeys()
-    for path in known_hosts_files(host):  # checked: regular files, not too large
-        keys.load(path)
-    return keys
-
-
 def _host_key(host: SSHHost, row: HostCheck) -> None:
     """Ask the server for its key (no login) and compare it with the known ones."""
-    name = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
     try:
-        known = _known_hosts(host).lookup(name)
-    except (OSError, paramiko.SSHException, ConfigError) as exc:
+        key = SSHSession(host).server_key()
+    except ConfigError as exc:  # a known_hosts file that is not a regular file
         row.fail("host key", f"cannot read known hosts: {exc}")
         return
-    sock = socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout)
-    transport = paramiko.Transport(sock)
-    try:
-        if known:
-            options = transport.get_security_options()
-            preferred = [kind for kind in options.key_types if kind in known]
-            options.key_types = preferred + [k for k in options.key_types if k not in preferred]
-        transport.start_client(timeout=host.connect_timeout)
-        key = transport.get_remote_server_key()
-    except (paramiko.SSHException, OSError) as exc:
-        row.fail("host key", f"no key exchange: {exc}")
+    except SSHError as exc:
+        row.fail("host key", str(exc).removeprefix(f"{host.display_name}: "))
         return
-    finally:
-        transport.close()
-    description = f"{key.get_name()} {key.fingerprint}"
-    if not known:
-        if host.trust_unknown_hosts:
-            row.ok("host key", f"unknown, trusted by config ({description})")
-        else:
-            row.fail("host key", f"unknown ({description})")
-    elif known.get(key.get_name()) == key:
-        row.ok("host key", f"known ({key.get_name()})")
-    else:
+    description = f"{key.kind} {key.fingerprint}"
+    if key.status == "known":
+        row.ok("host key", f"known ({key.kind})")
+    elif key.status == "differs":
         row.fail("host key", f"DIFFERS from the known one ({description})")
+    elif host.trust_unknown_hosts:
+        row.ok("host key", f"unknown, trusted by config ({description})")
+    else:
+        row.fail("host key", f"unknown ({description})")
 
 
 def check_host(host: SSHHost, cameras: list[Camera], clock_rounds: int) -> HostCheck:
@@ -106,10 +84,7 @@ def check_host(host: SSHHost, cameras: list[Camera], clock_rounds: int) -> HostC
         row.fail("ssh", f"unreachable: {exc.strerror or exc}")
         return row
     row.ok("ssh", "reachable")
-    try:
-        _host_key(host, row)
-    except OSError as exc:
-        row.fail("host key", f"{exc.strerror or exc}")
+    _host_key(host, row)
     session = SSHSession(host)
     try:
         try:
