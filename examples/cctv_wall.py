@@ -26,14 +26,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import pathlib
 import signal
 import sys
 import threading
 import time
 from types import FrameType
-
-import cv2
 
 from syncstream import (
     Camera,
@@ -48,7 +45,7 @@ from syncstream import (
     SyncStreamError,
     free_udp_port,
 )
-from syncstream.cli.args import address_arg, positive_arg, size_arg
+from syncstream.cli.args import address_arg, image_path_arg, positive_arg, size_arg
 from syncstream.session_config import WallSettings, WebSettings
 
 #: A test pattern per simulated camera, the cheapest to generate first.
@@ -95,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the wall to browsers (no authentication: keep it on 127.0.0.1 or a "
         "network you trust)",
     )
-    parser.add_argument("--snapshot", metavar="PATH", help="write the last wall picture (PNG)")
+    parser.add_argument(
+        "--snapshot", type=image_path_arg, metavar="PATH", help="write the last wall picture (PNG)"
+    )
     parser.add_argument(
         "--seconds", type=positive_arg, metavar="S", help="stop after S seconds (default: Ctrl-C)"
     )
@@ -122,12 +121,6 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--cameras goes with --local; camera hosts are counted")
     if not args.local and not MIN_CAMERAS <= len(args.hosts) <= MAX_CAMERAS:
         parser.error(f"give 2 to 16 camera hosts, or --local (got {len(args.hosts)} hosts)")
-    if args.snapshot is not None:
-        folder = pathlib.Path(args.snapshot).parent
-        if not folder.is_dir():
-            parser.error(f"--snapshot: no directory {str(folder)!r}")
-        if not cv2.haveImageWriter(args.snapshot):
-            parser.error(f"--snapshot: cannot write that image type: {args.snapshot!r}")
     try:
         if args.local:
             size = args.size or (320, 240)

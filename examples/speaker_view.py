@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import pathlib
 import signal
 import sys
 import threading
 import time
 from collections import Counter
 from types import FrameType
-
-import cv2
 
 from syncstream import (
     Camera,
@@ -47,7 +44,7 @@ from syncstream import (
     WebView,
     free_udp_port,
 )
-from syncstream.cli.args import address_arg, positive_arg, size_arg
+from syncstream.cli.args import address_arg, image_path_arg, positive_arg, size_arg
 
 #: A test pattern per simulated camera.
 PATTERNS = ("testsrc", "smptebars", "testsrc2", "rgbtestsrc", "smptehdbars", "pal75bars")
@@ -81,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve the speaker view and the wall to browsers (no authentication)",
     )
-    parser.add_argument("--snapshot", metavar="PATH", help="write the last speaker view (PNG)")
+    parser.add_argument(
+        "--snapshot", type=image_path_arg, metavar="PATH", help="write the last speaker view (PNG)"
+    )
     parser.add_argument(
         "--seconds", type=positive_arg, metavar="S", help="stop after S seconds (default: Ctrl-C)"
     )
@@ -96,12 +95,6 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--cameras goes with --local")
     if args.sub is not None and not args.local:
         parser.error("--sub goes with --local")
-    if args.snapshot is not None:
-        folder = pathlib.Path(args.snapshot).parent
-        if not folder.is_dir():
-            parser.error(f"--snapshot: no directory {str(folder)!r}")
-        if not cv2.haveImageWriter(args.snapshot):
-            parser.error(f"--snapshot: cannot write that image type: {args.snapshot!r}")
     if not args.local:
         return [Camera(name=f"cam{i + 1}", url=url) for i, url in enumerate(args.urls)]
     return [
@@ -193,15 +186,12 @@ def main() -> int:
     shares = ", ".join(f"{who} {count / total:.0%}" for who, count in spoken.most_common())
     print(f"sets analysed: {total}" + (f" ({shares})" if total else ""), flush=True)
 
-    if args.snapshot is not None:
-        picture = speaker.output.latest()
-        if picture is None:
-            print("speaker_view: no speaker view to write: no frame set arrived", file=sys.stderr)
+    if args.snapshot is not None:  # the speaker view keeps its last picture after the stop
+        try:
+            width, height = speaker.output.write(args.snapshot)
+        except SyncStreamError as exc:
+            print(f"speaker_view: snapshot: {exc}", file=sys.stderr)
             return 1
-        if not cv2.imwrite(args.snapshot, picture.image):
-            print(f"speaker_view: could not write {args.snapshot}", file=sys.stderr)
-            return 1
-        height, width = picture.image.shape[:2]
         print(f"snapshot: {args.snapshot} ({width}x{height})")
     return 0
 

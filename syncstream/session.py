@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 from types import TracebackType
 
-import cv2
-
 from .errors import SyncStreamError
 from .group import StreamGroup
 from .processors.recorder import Recorder
@@ -80,26 +78,20 @@ class Session:
             raise
         return self
 
-    def snapshot(self, path: str | os.PathLike[str]) -> tuple[int, int]:
-        """Write the wall's newest picture to ``path`` (PNG, JPEG, ... by its extension).
+    def snapshot(self, path: str | os.PathLike[str], output: str = "wall") -> tuple[int, int]:
+        """Write the newest picture of the ``"wall"`` or the ``"speaker"`` view to ``path``
+        (PNG, JPEG, ... by its extension).
 
-        Returns its (width, height). Raises :class:`SyncStreamError` without a wall or
-        before its first picture, or when the file cannot be written.
+        Returns its (width, height). Raises :class:`SyncStreamError` when the session has
+        no such processor, before its first picture, or when the file cannot be written.
         """
-        if self.wall is None:
-            raise SyncStreamError("no wall in this session: nothing to snapshot")
-        latest = self.wall.output.latest()
-        if latest is None:
-            raise SyncStreamError("the wall has no picture yet: no frame set arrived")
-        name = os.fspath(path)
-        try:
-            written = cv2.imwrite(name, latest.image)
-        except cv2.error as exc:
-            raise SyncStreamError(f"cannot write {name}: {exc}") from exc
-        if not written:
-            raise SyncStreamError(f"cannot write {name} (directory missing or bad extension)")
-        height, width = latest.image.shape[:2]
-        return width, height
+        processors = {"wall": self.wall, "speaker": self.speaker}
+        if output not in processors:
+            raise SyncStreamError(f"snapshot of {output!r}: 'wall' or 'speaker'")
+        processor = processors[output]
+        if processor is None:
+            raise SyncStreamError(f"no {output} in this session: nothing to snapshot")
+        return processor.output.write(path)
 
     def close(self) -> None:
         """Stop everything: processors, readers and senders; idempotent."""

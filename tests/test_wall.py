@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import pathlib
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from syncstream import Camera, ConfigError, SenderConfig, StreamGroup
+from syncstream import Camera, ConfigError, SenderConfig, StreamGroup, SyncStreamError
+from syncstream.cli.args import image_path_arg
 from syncstream.frames import BGRImage, Frame, FrameSet
 from syncstream.processors.output import ImageOutput
 from syncstream.processors.overlay import draw_face_boxes, draw_latency, put_label
@@ -223,3 +226,26 @@ def test_wall_on_a_live_group_keeps_its_size_when_a_camera_stops() -> None:
     door = _tile(seen.image, wall, "door")
     assert door.std() > 10  # ffmpeg's test pattern, not a blank tile
     assert stats.processors["wall"].processed > 0
+
+
+def test_an_output_writes_its_newest_picture_to_a_file(tmp_path: pathlib.Path) -> None:
+    output = ImageOutput("wall")
+    with pytest.raises(SyncStreamError, match="no picture yet"):
+        output.write(tmp_path / "early.png")
+    output.publish(np.full((24, 32, 3), 90, np.uint8))
+    output.publish(np.full((48, 64, 3), 200, np.uint8))
+    assert output.write(tmp_path / "wall.png") == (64, 48)
+    written = cv2.imread(str(tmp_path / "wall.png"))
+    assert written.shape == (48, 64, 3) and int(written[0, 0, 0]) == 200  # the newest
+    with pytest.raises(SyncStreamError, match="cannot write"):
+        output.write(tmp_path / "missing" / "wall.png")
+
+
+def test_a_picture_path_argument_needs_a_directory_and_a_known_type(
+    tmp_path: pathlib.Path,
+) -> None:
+    assert image_path_arg(str(tmp_path / "view.png")) == str(tmp_path / "view.png")
+    with pytest.raises(argparse.ArgumentTypeError, match="no directory"):
+        image_path_arg(str(tmp_path / "missing" / "view.png"))
+    with pytest.raises(argparse.ArgumentTypeError, match="image type"):
+        image_path_arg(str(tmp_path / "view.notanimage"))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import pathlib
 
-__all__ = ["address_arg", "positive_arg", "size_arg"]
+import cv2
+
+__all__ = ["address_arg", "image_path_arg", "positive_arg", "size_arg"]
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -36,3 +39,13 @@ def positive_arg(text: str) -> float:
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
     return value
+
+
+def image_path_arg(text: str) -> str:
+    """A picture file to write: its directory exists and OpenCV writes its type."""
+    folder = pathlib.Path(text).parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {str(folder)!r}")
+    if not cv2.haveImageWriter(text):
+        raise argparse.ArgumentTypeError(f"cannot write that image type: {text!r}")
+    return text

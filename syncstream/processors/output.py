@@ -7,10 +7,14 @@ wait for one newer than the last they saw; pictures nobody took in time are repl
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import cv2
+
+from ..errors import SyncStreamError
 from ..frames import BGRImage
 from ..slot import LatestSlot
 
@@ -55,6 +59,23 @@ class ImageOutput:
     def latest(self) -> OutputImage | None:
         """The newest picture, or None before the first."""
         return self._slot.latest()
+
+    def write(self, path: str | os.PathLike[str]) -> tuple[int, int]:
+        """Write the newest picture to ``path`` (PNG, JPEG, ... by its extension) and
+        return its (width, height). Raises :class:`SyncStreamError` before the first
+        picture, or when the file cannot be written."""
+        latest = self.latest()
+        if latest is None:
+            raise SyncStreamError(f"output {self.name}: no picture yet: no frame set arrived")
+        name = os.fspath(path)
+        try:
+            written = cv2.imwrite(name, latest.image)
+        except cv2.error as exc:
+            raise SyncStreamError(f"cannot write {name}: {exc}") from exc
+        if not written:
+            raise SyncStreamError(f"cannot write {name} (directory missing or bad extension)")
+        height, width = latest.image.shape[:2]
+        return width, height
 
     def wait_newer(self, seq: int, timeout: float | None = None) -> OutputImage:
         """Return the newest picture whose ``seq`` is greater than ``seq`` (-1: any).
