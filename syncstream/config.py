@@ -18,6 +18,7 @@ from pydantic import (
 
 from .errors import ConfigError
 from .urls import parse_udp_destination, redact_url
+from .validation import describe_validation_error
 
 __all__ = [
     "MAIN_ROLE",
@@ -106,9 +107,7 @@ class Model(BaseModel):
 
 def config_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
     """pydantic's error as a :class:`ConfigError`: ``invalid MODEL:`` and a line per problem
-    (see :func:`~syncstream.session_config.describe_validation_error`)."""
-    from .session_config import describe_validation_error  # which builds on this module
-
+    (see :func:`~syncstream.validation.describe_validation_error`)."""
     problems = describe_validation_error(exc, model)
     return ConfigError("\n".join([f"invalid {model.__name__}:", *problems]))
 

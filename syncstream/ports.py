@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from .config import MAIN_ROLE, Camera
 from .errors import ConfigError
 from .urls import parse_udp_destination
+from .validation import Loc, Where
 
 __all__ = [
     "PortClash",
@@ -36,7 +37,6 @@ __all__ = [
     "web_port_clashes",
 ]
 
-Loc = tuple[int | str, ...]
 
 #: URL schemes of cameras read over TCP, with the port each means when a URL gives none.
 _TCP_SCHEMES: dict[str, int | None] = {
@@ -84,6 +84,19 @@ class PortClash:
         mixed = "the two streams" if self.first.kind == "read" else "the two senders' streams"
         return f"{mixed} would mix; give each its own port"
 
+    def describe_at(self, at: Where) -> str:
+        """``FILE:LINE: cameras[1].port: UDP port 9001 is also read at FILE:LINE
+        (cameras[0].port, camera 'a'): ...``, ``at`` telling where a field is."""
+        first_at, first_field = at(("cameras", self.first.index, *self.first.loc))
+        repeat_at, repeat_field = at(("cameras", self.repeat.index, *self.repeat.loc))
+        prefix = f"{repeat_at}: " if repeat_at else ""
+        camera = f"camera {self.first.camera!r}"
+        first = f"{first_at} ({first_field}, {camera})" if first_at else f"{first_field} ({camera})"
+        return (
+            f"{prefix}{repeat_field}: UDP port {self.first.port} is also {self.verb} at "
+            f"{first}: {self.effect}"
+        )
+
     def describe(self) -> str:
         """``UDP port 9001 is read by camera 'a' (port) and by camera 'b' (url): ...``."""
         first, repeat = self.first, self.repeat
@@ -106,6 +119,18 @@ class WebPortClash:
     def effect(self) -> str:
         """What the clash would do, and what to do about it."""
         return "the web view and that server cannot both listen on it; give [web] another port"
+
+    def describe_at(self, at: Where) -> str:
+        """``FILE:LINE: web.port: TCP port 8554 is also that of a server on this machine
+        at FILE:LINE (cameras[2].url, camera 'a'): ...``, ``at`` telling where a field is."""
+        web_at, web_field = at(("web", "port"))
+        camera_at, camera_field = at(("cameras", self.camera.index, *self.camera.loc))
+        camera = f"{camera_field}, camera {self.camera.camera!r}"
+        prefix = f"{web_at}: " if web_at else ""
+        return (
+            f"{prefix}{web_field}: TCP port {self.port} is also that of a server on this "
+            f"machine at {camera_at or 'the camera'} ({camera}): {self.effect}"
+        )
 
     def describe(self) -> str:
         """``TCP port 8554 is the web view's ([web] port) and camera 'a''s (url): ...``."""
