@@ -15,6 +15,7 @@ For each camera count, each round runs these receivers in turn on the same strea
 - ``bare``: one thread per camera, a plain PyAV loop (``av.open(url, format="mpegts",
   options=LOW_DELAY_OPTIONS)``, slice threads) decoding every frame and converting it to
   BGR (``frame.to_ndarray(format="bgr24")``), no alignment: the floor;
+- ``bare_raw``: the same loop without the conversion to BGR (decoding alone);
 - ``syncstream``: ``StreamGroup(sync="nearest")`` with a processor that takes
   ``fs.images`` (every camera's BGR picture: what a program does at least). The group
   converts each frame in its camera's reader thread (``GroupConfig.convert="auto"``), so
@@ -65,6 +66,18 @@ table per camera count, medians over rounds, and the goal at 16 cameras (at leas
 complete sets/s taken by the program, at most 1 % lost, CPU at most 1.3x bare), for
 ``syncstream`` and the prototypes. Every replayer and worker is stopped at the end, on
 Ctrl-C and on SIGTERM too.
+
+``--knee`` finds where one machine ends instead: for each mode (``group converted``:
+``syncstream``; ``group not converted``: ``unconverted``; ``bare converted``: ``bare``;
+``bare not converted``: ``bare_raw``) the most cameras received at >= 29 complete sets/s
+(``bare``: frames per second per camera) with <= 1 % of frames lost. The camera count
+doubles from ``--knee-start`` (16) until a count fails or reaches ``--knee-limit`` (64),
+then is bisected down to ``--knee-step`` (4) cameras; each count starts its own replays
+and takes the medians of ``--knee-rounds`` (3) rounds of ``--knee-seconds`` (3) after
+``--knee-warmup`` (1). A count whose cameras do not all deliver a frame within 20 s
+fails. It prints each mode's knee, the count one step beyond, the CPU per camera at the
+knee, the replayers' CPU and the rest of the machine's (about 8 minutes on 2 cores;
+``--knee-limit 128 --knee-step 2`` to go wider and finer, ``--modes`` to pick).
 """
 
 from __future__ import annotations
@@ -229,14 +242,23 @@ def record_clips(folder: pathlib.Path, patterns: list[str], seconds: float) -> d
     return rates
 
 
-def start_feed(stack: contextlib.ExitStack, clip: pathlib.Path, name: str) -> Feed:
+def start_feed(
+    stack: contextlib.ExitStack, clip: pathlib.Path, name: str, taken: set[int] | None = None
+) -> Feed:
     """Start replaying ``clip`` to a free port; measure how early its stamps are.
+
+    ``taken``: ports already given to other cameras of this run, which nothing binds until
+    a receiver opens them (so the system may offer them again); the new port is added.
 
     The replay stamps its first frame with the time ``start()`` was called; ffmpeg sends it
     once it has started and opened the file. The first datagram's arrival, minus that stamp,
     is the offset to add to every stamp of this camera (loopback adds microseconds).
     """
+    taken = set() if taken is None else taken
     port = free_udp_port()
+    while port in taken:
+        port = free_udp_port()
+    taken.add(port)
     url = f"udp://127.0.0.1:{port}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", port))
@@ -251,12 +273,14 @@ def start_feed(stack: contextlib.ExitStack, clip: pathlib.Path, name: str) -> Fe
 # -- the bare loop, in threads or in processes -------------------------------------------
 
 
-def decode_bgr(url: str, clock_offset: float, stop: Callable[[], bool]) -> Iterator[Any]:
+def decode_bgr(
+    url: str, clock_offset: float, stop: Callable[[], bool], *, bgr: bool = True
+) -> Iterator[Any]:
     """Yield ``(bgr, capture_time, arrival_time)`` for every frame of ``url`` until ``stop()``.
 
     The floor: PyAV's own UDP input and demuxer (each PES packet a frame, as syncstream
-    reads it), slice-threaded decoding, BGR conversion. Packets that do not decode (before
-    the first keyframe) are skipped.
+    reads it), slice-threaded decoding, BGR conversion (``bgr=False``: none, the picture
+    is ``None``). Packets that do not decode (before the first keyframe) are skipped.
     """
     # Reads give up after 1 s without data (as syncstream's cap): a stop is seen that soon
     # even when the replayers are gone (Ctrl-C reaches them too).
@@ -271,7 +295,7 @@ def decode_bgr(url: str, clock_offset: float, stop: Callable[[], bool]) -> Itera
             except av.InvalidDataError:
                 continue
             for frame in frames:
-                image = frame.to_ndarray(format="bgr24")
+                image = frame.to_ndarray(format="bgr24") if bgr else None
                 arrival = time.time()
                 if frame.pts is None or frame.time_base is None:
                     continue
@@ -288,9 +312,10 @@ def decode_bgr(url: str, clock_offset: float, stop: Callable[[], bool]) -> Itera
 class BareReader:
     """One camera read by :func:`decode_bgr` in its own thread."""
 
-    def __init__(self, feed: Feed, stop: threading.Event) -> None:
+    def __init__(self, feed: Feed, stop: threading.Event, *, bgr: bool = True) -> None:
         self.feed = feed
         self.stop = stop
+        self.bgr = bgr
         #: (frames decoded, capture time of the newest): one tuple, replaced at once.
         self.progress: tuple[int, float] | None = None
         #: (arrival_mono, capture-to-BGR latency) of every frame.
@@ -306,7 +331,7 @@ class BareReader:
         count = 0
         try:
             for _, capture, arrival in decode_bgr(
-                self.feed.url, self.feed.clock_offset, self.stop.is_set
+                self.feed.url, self.feed.clock_offset, self.stop.is_set, bgr=self.bgr
             ):
                 count += 1
                 self.progress = (count, capture)
@@ -323,10 +348,10 @@ def _wait_for(ready: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-def run_bare(feeds: list[Feed], warmup: float, seconds: float) -> Measure:
-    """The floor: a PyAV decode-and-convert thread per camera."""
+def run_bare(feeds: list[Feed], warmup: float, seconds: float, *, bgr: bool = True) -> Measure:
+    """The floor: a PyAV decode-and-convert thread per camera (``bgr=False``: decode only)."""
     stop = threading.Event()
-    readers = [BareReader(feed, stop) for feed in feeds]
+    readers = [BareReader(feed, stop, bgr=bgr) for feed in feeds]
     for reader in readers:
         reader.thread.start()
     try:
@@ -356,7 +381,7 @@ def run_bare(feeds: list[Feed], warmup: float, seconds: float) -> Measure:
         if before.mono <= mono <= after.mono
     ]
     return Measure(
-        receiver="bare",
+        receiver="bare" if bgr else "bare_raw",
         cameras=len(feeds),
         sets_per_s=decoded / len(feeds) / (after.mono - before.mono),
         lost=max(0, sent - decoded) / max(1, sent),
@@ -611,8 +636,13 @@ def _group_receiver(mode: str) -> Callable[[list[Feed], float, float], Measure]:
     return receive
 
 
+def _bare_raw(feeds: list[Feed], warmup: float, seconds: float) -> Measure:
+    return run_bare(feeds, warmup, seconds, bgr=False)
+
+
 RECEIVERS: dict[str, Callable[[list[Feed], float, float], Measure]] = {
     "bare": run_bare,
+    "bare_raw": _bare_raw,
     "syncstream": _group_receiver("syncstream"),
     "lazy": _group_receiver("lazy"),
     "unconverted": _group_receiver("unconverted"),
@@ -697,6 +727,167 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+# -- the knee ----------------------------------------------------------------------------
+
+#: The knee's modes: the receiver each runs.
+KNEE_MODES = {
+    "group converted": "syncstream",
+    "group not converted": "unconverted",
+    "bare converted": "bare",
+    "bare not converted": "bare_raw",
+}
+KNEE_SETS_PER_S = 29.0
+KNEE_LOST = 0.01
+
+
+@dataclass(frozen=True)
+class Point:
+    """One camera count of one mode: medians over rounds. CPU figures are shares of a core."""
+
+    cameras: int
+    sets_per_s: float  # complete sets per second (bare: frames per second per camera)
+    lost: float
+    cpu_per_camera: float
+    replayers_cpu: float
+    other_cpu: float
+    processor_share: float | None = None
+    failure: str | None = None  # why no figures: a camera gave no frame in time
+
+    @property
+    def holds(self) -> bool:
+        """At least 29 sets/s and at most 1 % of frames lost."""
+        return self.sets_per_s >= KNEE_SETS_PER_S and self.lost <= KNEE_LOST
+
+
+def search_knee(
+    measure: Callable[[int], Point], start: int, limit: int, step: int
+) -> dict[int, Point]:
+    """Double the camera count from ``start`` until a point fails or passes ``limit``, then
+    bisect between the last count that held and the first that did not, down to ``step``
+    cameras. Returns every point measured, by camera count."""
+    points: dict[int, Point] = {}
+    good, bad, count = 0, None, start
+    while count <= limit:
+        points[count] = measure(count)
+        if not points[count].holds:
+            bad = count
+            break
+        good, count = count, count * 2
+    if bad is None and good < limit:  # the next doubling is past the limit: try the limit
+        points[limit] = measure(limit)
+        if points[limit].holds:
+            return points
+        bad = limit
+    while bad is not None and bad - good > step:
+        middle = max(1, good + (bad - good) // 2 // step * step)
+        if middle in (good, bad):
+            break
+        points[middle] = measure(middle)
+        good, bad = (middle, bad) if points[middle].holds else (good, middle)
+    return points
+
+
+def measure_point(
+    folder: pathlib.Path,
+    patterns: list[str],
+    receiver: str,
+    count: int,
+    rounds: int,
+    warmup: float,
+    seconds: float,
+) -> Point:
+    """Start ``count`` replays, run ``receiver`` on them ``rounds`` times, stop them.
+
+    A port taken by another program between its choice and the receiver's bind is not the
+    receiver's failure: the point is measured again on fresh ports, once.
+    """
+    for attempt in (1, 2):
+        measures: list[Measure] = []
+        ports: set[int] = set()
+        try:
+            with contextlib.ExitStack() as stack:
+                feeds = [
+                    start_feed(stack, folder / f"{patterns[i % len(patterns)]}.ts", f"c{i}", ports)
+                    for i in range(count)
+                ]
+                for _ in range(rounds):
+                    measures.append(RECEIVERS[receiver](feeds, warmup, seconds))
+            break
+        except RuntimeError as exc:  # a camera gave no frame within _OPEN_WAIT, or no port
+            print(f"{receiver} {count} cameras: {exc}", file=sys.stderr)
+            if attempt == 1 and "Address already in use" in str(exc):
+                continue
+            return Point(count, 0.0, 1.0, 0.0, 0.0, 0.0, failure=str(exc))
+    shares = [m.processor_share for m in measures if m.processor_share is not None]
+    return Point(
+        cameras=count,
+        sets_per_s=statistics.median(m.sets_per_s * (1 - (m.partial or 0)) for m in measures),
+        lost=statistics.median(m.lost for m in measures),
+        cpu_per_camera=statistics.median(m.cpu_per_camera for m in measures),
+        replayers_cpu=statistics.median(m.replayers_cpu for m in measures),
+        other_cpu=statistics.median(m.other_cpu for m in measures),
+        processor_share=statistics.median(shares) if shares else None,
+    )
+
+
+def _point_text(point: Point | None) -> str:
+    if point is None:
+        return f"{'-':>4} {'-':>6} {'-':>6}"
+    return f"{point.cameras:>4} {point.sets_per_s:>6.1f} {point.lost * 100:>6.2f}"
+
+
+def print_knees(knees: dict[str, dict[int, Point]], limit: int) -> None:
+    """A row per mode: the knee, the point one step beyond it, CPU at the knee."""
+    print(f"\n{'mode':<20} {'knee':>4} {'sets/s':>6} {'lost %':>6} | {'next':>4} {'sets/s':>6} "
+          f"{'lost %':>6} | {'CPU/cam %':>9} {'replayers %':>11} {'other %':>7}")  # fmt: skip
+    for mode, points in knees.items():
+        held = [p for p in points.values() if p.holds]
+        knee = max(held, key=lambda p: p.cameras) if held else None
+        floor = knee.cameras if knee else 0
+        above = [p for p in points.values() if not p.holds and p.cameras > floor]
+        beyond = min(above, key=lambda p: p.cameras) if above else None
+        cpu = "-" if knee is None else f"{knee.cpu_per_camera * 100:.1f}"
+        replayers = "-" if knee is None else f"{knee.replayers_cpu * 100:.1f}"
+        other = "-" if knee is None else f"{knee.other_cpu * 100:.0f}"
+        note = f" (held up to --knee-limit {limit})" if knee and knee.cameras >= limit else ""
+        print(f"{mode:<20} {_point_text(knee)} | {_point_text(beyond)} | {cpu:>9} "
+              f"{replayers:>11} {other:>7}{note}")  # fmt: skip
+
+
+def run_knee(args: argparse.Namespace, patterns: list[str], modes: list[str]) -> int:
+    """Search each mode's knee; print every point as it is measured, then the table."""
+    knees: dict[str, dict[int, Point]] = {}
+    began = time.monotonic()
+    with _signals_raise(), tempfile.TemporaryDirectory(prefix="scale-") as tmp:
+        folder = pathlib.Path(tmp)
+        record_clips(folder, patterns, args.clip_seconds)
+        for mode in modes:
+
+            def measure(count: int, mode: str = mode) -> Point:
+                receiver = KNEE_MODES[mode]
+                point = measure_point(folder, patterns, receiver, count, args.knee_rounds,
+                                      args.knee_warmup, args.knee_seconds)  # fmt: skip
+                print(f"{time.monotonic() - began:5.0f} s {mode:<20} {count:>3} cams "
+                      f"{point.sets_per_s:5.1f} sets/s lost {point.lost * 100:5.2f} % "
+                      f"cpu/cam {point.cpu_per_camera * 100:4.1f} % "
+                      f"replayers {point.replayers_cpu * 100:4.1f} % "
+                      f"other {point.other_cpu * 100:3.0f} % "
+                      f"{'holds' if point.holds else 'FAILS'}", file=sys.stderr)  # fmt: skip
+                return point
+
+            knees[mode] = search_knee(measure, args.knee_start, args.knee_limit, args.knee_step)
+    if args.json:
+        print(json.dumps({mode: [asdict(p) for p in points.values()]
+                          for mode, points in knees.items()}))  # fmt: skip
+        return 0
+    print(f"knee: most 640x480@30 cameras with >= {KNEE_SETS_PER_S:g} complete sets/s and "
+          f"<= {KNEE_LOST * 100:g} % lost; {os.cpu_count()} cores; medians of "
+          f"{args.knee_rounds} rounds of {args.knee_seconds:g} s; "
+          f"{time.monotonic() - began:.0f} s in all")  # fmt: skip
+    print_knees(knees, args.knee_limit)
+    return 0
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
@@ -714,15 +905,33 @@ def main() -> int:
         help="ffmpeg test patterns: a clip each, cameras take them in turn",
     )
     parser.add_argument("--clip-seconds", type=float, default=6.0, help="length of each clip")
-    names = ",".join(RECEIVERS)
-    parser.add_argument("--receivers", default=names, help=f"some of {names}")
+    names = ",".join(name for name in RECEIVERS if name != "bare_raw")
+    parser.add_argument("--receivers", default=names, help=f"some of {', '.join(RECEIVERS)}")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    knee = parser.add_argument_group("knee", "--knee: search each mode's most cameras")
+    knee.add_argument("--knee", action="store_true", help="search the knee instead")
+    knee.add_argument("--modes", default=",".join(KNEE_MODES), help="some of these")
+    knee.add_argument("--knee-start", type=int, default=16, help="first camera count")
+    knee.add_argument("--knee-limit", type=int, default=64, help="most cameras tried")
+    knee.add_argument("--knee-step", type=int, default=4, help="bisect down to this")
+    knee.add_argument("--knee-rounds", type=int, default=3)
+    knee.add_argument("--knee-seconds", type=float, default=3.0, help="measured per round")
+    knee.add_argument("--knee-warmup", type=float, default=1.0)
     args = parser.parse_args()
     receivers = [name for name in args.receivers.split(",") if name]
     unknown = sorted(set(receivers) - set(RECEIVERS))
     if unknown:
         parser.error(f"unknown receivers {unknown}")
     patterns = [p for p in args.patterns.split(",") if p]
+    if args.knee:
+        modes = [mode for mode in args.modes.split(",") if mode]
+        if set(modes) - set(KNEE_MODES):
+            parser.error(f"unknown modes {sorted(set(modes) - set(KNEE_MODES))}")
+        try:
+            return run_knee(args, patterns, modes)
+        except KeyboardInterrupt:
+            print("interrupted; every replayer stopped", file=sys.stderr)
+            return 130
 
     report: dict[int, dict[str, dict[str, float | None]]] = {}
     try:
@@ -734,9 +943,12 @@ def main() -> int:
                   file=sys.stderr)  # fmt: skip
             for count in args.cameras:
                 rounds: list[dict[str, Measure]] = []
+                ports: set[int] = set()
                 with contextlib.ExitStack() as stack:
                     feeds = [
-                        start_feed(stack, folder / f"{patterns[i % len(patterns)]}.ts", f"c{i}")
+                        start_feed(
+                            stack, folder / f"{patterns[i % len(patterns)]}.ts", f"c{i}", ports
+                        )
                         for i in range(count)
                     ]
                     offsets = ", ".join(f"{f.clock_offset * 1000:.0f}" for f in feeds)
