@@ -31,5 +31,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 extras=""
-[ "$with_tests" = 1 ] && extras="[test]"
+[ "$with_tests" = 1 ] && extras="[test,cluster]"
 python3 -m pip install -q --disable-pip-version-check -e ".${extras}"

@@ -38,6 +38,7 @@ from .config import (
 )
 from .errors import (
     AuthenticationFailed,
+    ClusterError,
     ConfigError,
     FrameDecodeError,
     GroupStartError,
@@ -91,6 +92,7 @@ __all__ = [
     "CameraStats",
     "CameraStream",
     "ClockOffset",
+    "ClusterError",
     "ConfigError",
     "Frame",
     "FrameDecodeError",

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "AuthenticationFailed",
+    "ClusterError",
     "ConfigError",
     "FrameDecodeError",
     "GroupStartError",
@@ -169,6 +170,10 @@ class RecordingError(SyncStreamError, OSError):
 
     The recorder reports it and stops recording; the group and its cameras go on.
     """
+
+
+class ClusterError(SyncStreamError, ConnectionError):
+    """The Ray cluster of a :class:`~syncstream.cluster.ClusterGroup` cannot be reached."""
 
 
 class WebViewError(SyncStreamError, OSError):
