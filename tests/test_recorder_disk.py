@@ -99,6 +99,9 @@ class Counter:
 # -- a real full disk --------------------------------------------------------------------
 
 
+# a guard against a hang, not a speed figure: filling the disk takes ~10 s on a quiet
+# machine and several times that on a loaded one
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("full", ["all", "index", "segments"])
 def test_a_full_disk_stops_the_recording_cleanly_and_the_group_goes_on(
     replayed: CameraFactory,
