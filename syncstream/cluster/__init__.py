@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .frames import FrameRecord, PictureMode, RemoteFrame
 from .group import ClusterGroup
-from .stats import ClusterCameraStats, ClusterStats
+from .shard import ProcessorFactory
+from .stats import ClusterCameraStats, ClusterStats, ShardState, ShardStats
 
 __all__ = [
     "ClusterCameraStats",
@@ -17,5 +18,8 @@ __all__ = [
     "ClusterStats",
     "FrameRecord",
     "PictureMode",
+    "ProcessorFactory",
     "RemoteFrame",
+    "ShardState",
+    "ShardStats",
 ]

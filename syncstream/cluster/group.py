@@ -1,66 +1,56 @@
 """ClusterGroup: cameras sharded over the nodes of a Ray cluster, merged by capture time.
 
 Each shard (:class:`~syncstream.cluster.shard.Shard`, a Ray actor pinned to a node by a
-custom resource) reads its cameras with a local :class:`~syncstream.StreamGroup`. In the
-driver, one poller thread per shard pulls the shard's frame records
-(``ray.get(shard.poll.remote(...), timeout=...)``) into a bounded inbox, and the merger
-thread feeds them to the pure :class:`~syncstream.sync.Aligner`, which emits
-:class:`~syncstream.FrameSet` objects of :class:`RemoteFrame`. A shard that is down
-(its node died, its actor restarts) leaves its cameras ``missing``; the rest flow.
+custom resource) reads its cameras with a local :class:`~syncstream.StreamGroup`, which
+runs the shard's processors (``shard_processors``) on the node. In the driver, one
+poller thread per shard pulls the shard's frame records
+(``ray.get(shard.poll.remote(...), timeout=...)``), and the
+:class:`~syncstream.cluster.merger.Merger` aligns them into
+:class:`~syncstream.FrameSet` objects of :class:`RemoteFrame`, for :meth:`read` and the
+driver's processors. A shard that is down (its node died, its actor restarts) leaves its
+cameras ``missing``; the rest flow.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
-from types import ModuleType, TracebackType
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import Any, Unpack
 
 from ..config import Camera, GroupConfig
-from ..errors import ClusterError, ConfigError, MissingDependency, StreamClosed, SyncStreamError
+from ..errors import (
+    ConfigError,
+    StreamClosed,
+    StreamEnded,
+    StreamFailed,
+    SyncStreamError,
+)
 from ..frames import FrameSet
 from ..group import GroupOptions
-from ..slot import LatestSlot
-from ..sync import Aligner
-from .frames import FrameRecord, PictureMode, RemoteFrame
+from ..processors.base import ErrorPolicy, Processor, ProcessorWorker, SupportsAttach
+from ..processors.group_view import FrameHistory
+from ..sources.base import EncodedPacket
+from .connect import check_reachable, connect
+from .frames import FrameRecord, PictureMode
+from .merger import Merger
 from .poller import Poller
-from .shard import Shard
+from .shard import ProcessorFactory, Shard
 from .stats import ClusterCameraStats, ClusterStats
 
 __all__ = ["ClusterGroup"]
 
 logger = logging.getLogger(__name__)
 
-_INBOX = 4096  # records waiting for the merger, at most
 _JOIN_TIMEOUT = 5.0
 _PICTURE_BUFFER = 32  # records a shard keeps unpolled when they carry pictures
 _KEYFRAME_GUESS = 2.0  # s between keyframes of a camera whose sender is not ours
 
 
-def _ray() -> ModuleType:
-    try:
-        return importlib.import_module("ray")
-    except ImportError as exc:
-        raise MissingDependency(
-            "ClusterGroup needs Ray: pip install 'syncstream[cluster]'"
-        ) from exc
-
-
-def _check_reachable(address: str, timeout: float) -> None:
-    """Raise ClusterError unless something accepts TCP connections at ``host:port``."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        raise ClusterError(f"cluster address {address!r} is not host:port")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ClusterError(f"Ray cluster at {address} is unreachable: {exc}") from exc
+# the name syncstream.cluster.nodes checks an address with
+_check_reachable = check_reachable
 
 
 class ClusterGroup:
@@ -77,6 +67,14 @@ class ClusterGroup:
     raises), ``"sub"`` a picture shrunk to 160 pixels wide, ``"full"`` the whole picture.
     ``max_restarts`` is given to the shard actors (-1: restart forever); a restarted
     shard opens its cameras again. ``poll_timeout`` bounds every call to a shard.
+
+    ``shard_processors`` maps a name to a factory (picklable: Ray sends it) called in each
+    shard's process, in each of its lives, with the shard's name (its placement resource,
+    "" for the unplaced shard); the processor it returns runs in the shard's group on
+    the sets of that node's cameras: a :class:`~syncstream.processors.Recorder` records
+    them on the node's disk. Their figures are in ``stats.processors`` as
+    ``"name@shard"``. Processors on the merged sets run in the driver
+    (:meth:`add_processor`).
     """
 
     def __init__(
@@ -91,6 +89,7 @@ class ClusterGroup:
         retry_interval: float = 0.5,
         connect_timeout: float = 3.0,
         config: GroupConfig | None = None,
+        shard_processors: Mapping[str, ProcessorFactory] | None = None,
         **options: Unpack[GroupOptions],
     ) -> None:
         self.cameras = list(cameras)
@@ -107,6 +106,13 @@ class ClusterGroup:
             raise ConfigError(f"pictures: 'none', 'sub' or 'full', got {pictures!r}")
         if poll_timeout <= 0 or retry_interval <= 0 or connect_timeout <= 0:
             raise ConfigError("poll_timeout, retry_interval and connect_timeout must be > 0")
+        self.shard_processors = dict(shard_processors or {})
+        for name, factory in self.shard_processors.items():
+            if not name or not callable(factory):
+                raise ConfigError(
+                    f"shard_processors: a name to a factory of a processor, got {name!r}: "
+                    f"{factory!r}"
+                )
         base = config.model_dump() if config is not None else {}
         self.config = GroupConfig.model_validate({**base, **options})
         self.names = tuple(names)
@@ -120,26 +126,17 @@ class ClusterGroup:
         self._owns_ray = False
         self.cond = threading.Condition()
         self.stopping = threading.Event()
-        self._sets: LatestSlot[FrameSet] = LatestSlot(
-            "cluster group", noun="frame set", cond=self.cond
-        )
-        self._inbox: deque[RemoteFrame] = deque()
-        self._overflow = 0
-        self._received = dict.fromkeys(names, 0)
-        self._missing = dict.fromkeys(names, 0)
-        self._partial = 0
-        self._aligner: Aligner[RemoteFrame] | None = None
+        self._merger = Merger(self.cameras, self.config, self.cond, self._finished)
         self._pollers: list[Poller] = []
-        self._merger: threading.Thread | None = None
         self._started = False
         self._closed = False
-        self._error: BaseException | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> ClusterGroup:
-        """Connect to the cluster, start a shard per placement resource and the merger;
-        idempotent. Raises :class:`ClusterError` when the cluster cannot be reached."""
+        """Connect to the cluster, start a shard per placement resource, the merger and
+        the processors; idempotent. Raises :class:`ClusterError` when the cluster cannot
+        be reached, :class:`ConfigError` when ``shard_processors`` cannot be sent."""
         with self.cond:
             if self._closed:
                 raise StreamClosed("cluster group is closed and cannot restart")
@@ -152,21 +149,11 @@ class ClusterGroup:
         except BaseException:
             self.close()
             raise
-        config = self.config
-        self._aligner = Aligner(
-            self.names,
-            policy=config.sync,
-            max_skew=config.max_skew,
-            max_wait=config.max_wait,
-            on_missing=config.on_missing,
-            history=max(camera.history for camera in self.cameras),
-            exact_tolerance=config.exact_tolerance,
-            start_mono=time.monotonic(),
-            first_frame_wait=config.first_frame_wait,
-            first_frame_grace=self._first_frame_grace(),
-        )
-        self._merger = threading.Thread(target=self._run, name="syncstream-cluster", daemon=True)
-        self._merger.start()
+        with self.cond:
+            self._merger.start(self._first_frame_grace())
+            workers = list(self._merger.workers)
+        for worker in workers:
+            worker.start()
         for poller in self._pollers:
             poller.thread.start()
         logger.info(
@@ -185,27 +172,8 @@ class ClusterGroup:
         return 2 * max(intervals) + self.config.max_wait
 
     def _connect(self) -> None:
-        """Connect to the cluster (an explicit ``host:port`` is checked first, so a wrong
-        address fails within ``connect_timeout``), or use the Ray this process is on."""
-        ray = _ray()
-        self.ray = ray
-        address = self.address
-        explicit = address not in (None, "auto", "local")
-        if explicit:
-            assert address is not None
-            _check_reachable(address, self.connect_timeout)
-        if ray.is_initialized():
-            connected = ray.get_runtime_context().gcs_address
-            if explicit and address != connected:
-                raise ClusterError(
-                    f"this process is connected to the Ray cluster at {connected}, not {address}"
-                )
-            return
-        try:
-            ray.init(address=address, logging_level=logging.WARNING)
-            self._owns_ray = True  # disconnected again by close()
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError
-            raise ClusterError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
+        """Connect to the cluster, or use the Ray this process is connected to."""
+        self.ray, self._owns_ray = connect(self.address, self.connect_timeout)
 
     def _start_shards(self) -> None:
         ray = self.ray
@@ -222,41 +190,62 @@ class ClusterGroup:
             }
             if resource:
                 options["resources"] = {resource: 0.001}
-            actor = remote.options(**options).remote(
-                resource,
-                [camera.model_dump() for camera in cameras],
-                self.config.model_dump(),  # the shard's group: the same settings
-                self.pictures,
-                buffer,
-            )
+            try:
+                actor = remote.options(**options).remote(
+                    resource,
+                    [camera.model_dump() for camera in cameras],
+                    self.config.model_dump(),  # the shard's group: the same settings
+                    self.pictures,
+                    buffer,
+                    self.shard_processors,
+                )
+            except TypeError as exc:  # Ray could not pickle an argument: a factory
+                raise ConfigError(
+                    f"shard_processors: Ray cannot send them to shard {resource!r}: {exc}"
+                ) from exc
             self._pollers.append(Poller(self, resource, actor, [c.name for c in cameras]))
 
     def close(self, timeout: float = _JOIN_TIMEOUT) -> None:
-        """Stop the pollers, the merger and the shards (their cameras); idempotent."""
+        """Stop the pollers, the driver's processors, the merger and the shards (their
+        processors and cameras); idempotent."""
         with self.cond:
             if self._closed:
                 return
             self._closed = True
+            self._merger.closed = True
             self.stopping.set()
             self.cond.notify_all()
+            workers = list(self._merger.workers)
         for poller in self._pollers:
             if poller.thread.is_alive():
                 poller.thread.join(timeout)
-        if self._merger is not None:
-            self._merger.join(timeout)
-        for poller in self._pollers:
-            try:
-                self.ray.get(poller.actor.close.remote(), timeout=timeout)
-            except Exception as exc:  # noqa: BLE001 - a shard that is down has nothing to close
-                logger.warning("shard %s: close failed: %s", poller.name, exc)
-            try:
-                self.ray.kill(poller.actor, no_restart=True)
-            except Exception as exc:  # noqa: BLE001
-                logger.warning("shard %s: kill failed: %s", poller.name, exc)
-        self._sets.close()
+        for worker in workers:
+            worker.close(timeout)
+        merger = self._merger.thread
+        if merger is not None:
+            merger.join(timeout)
+        self._close_shards(timeout)
+        self._merger.sets.close()
         if self._owns_ray:
             self.ray.shutdown()
         logger.info("cluster group of %d cameras closed", len(self.names))
+
+    def _close_shards(self, timeout: float) -> None:
+        """Close every shard at once (``timeout`` for all), then end their actors."""
+        if not self._pollers:
+            return
+        ray = self.ray
+        calls = {poller.name: poller.actor.close.remote() for poller in self._pollers}
+        ray.wait(list(calls.values()), num_returns=len(calls), timeout=timeout)
+        for poller in self._pollers:
+            try:
+                ray.get(calls[poller.name], timeout=0)
+            except Exception as exc:  # noqa: BLE001 - a shard that is down has nothing to close
+                logger.warning("shard %s: close failed: %s", poller.name, exc)
+            try:
+                ray.kill(poller.actor, no_restart=True)
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("shard %s: kill failed: %s", poller.name, exc)
 
     def __enter__(self) -> ClusterGroup:
         return self.start()
@@ -269,119 +258,155 @@ class ClusterGroup:
     ) -> None:
         self.close()
 
+    # -- processors -------------------------------------------------------------------
+
+    def add_processor(
+        self, processor: Processor, *, name: str | None = None, on_error: ErrorPolicy = "log"
+    ) -> ProcessorWorker:
+        """Run ``processor(frameset)`` in the driver on its own worker for every merged set
+        it can take, as :meth:`StreamGroup.add_processor` does (a slot of one: a busy
+        processor skips sets, never slows the group; ``on_error="stop"`` makes an
+        exception fatal; ``attach(group)`` is called first; ``close()`` with the group).
+        Returns the worker. Processors on a node's own sets: ``shard_processors``.
+        """
+        with self.cond:
+            if self._closed:
+                raise StreamClosed("cluster group is closed")
+        if self.pictures == "none" and getattr(processor, "uses_pictures", True):
+            logger.warning(
+                "processor %s may read pictures, but the cluster group's frames carry none "
+                '(pictures="none"): Frame.image raises; use pictures="sub" or "full"',
+                name or processor,
+            )
+        if isinstance(processor, SupportsAttach):
+            processor.attach(self)
+        worker = ProcessorWorker(processor, name=name, on_error=on_error, on_fatal=self._fatal)
+        with self.cond:
+            if self._closed:
+                raise StreamClosed("cluster group is closed")
+            taken = {w.name for w in self._merger.workers}
+            base, count = worker.name, 1
+            while worker.name in taken:
+                count += 1
+                worker.name = f"{base}#{count}"
+            self._merger.workers.append(worker)
+            running = self._merger.thread is not None
+        if running:
+            worker.start()
+        return worker
+
+    def _fatal(self, error: SyncStreamError) -> None:
+        logger.error("%s; the cluster group stops", error)
+        with self.cond:
+            if self._merger.error is None:
+                self._merger.error = error
+            self.cond.notify_all()
+
+    def add_packet_listener(self, listener: Callable[[str, EncodedPacket], None]) -> None:
+        """Refused: encoded packets stay on the node that reads the camera. Record with a
+        :class:`~syncstream.processors.Recorder` in ``shard_processors``."""
+        raise ConfigError(
+            "a ClusterGroup has no encoded packets in the driver: they stay on the nodes; "
+            "run packet processors (a Recorder) on the nodes with shard_processors"
+        )
+
+    @property
+    def streams(self) -> Mapping[str, FrameHistory]:
+        """Each camera's recent frames (:class:`RemoteFrame`) as they reached the driver."""
+        return dict(self._merger.streams)
+
     # -- frames in, sets out ----------------------------------------------------------
 
     def deliver(self, shard: str, records: list[FrameRecord]) -> None:
         """Hand a shard's records to the merger (a poller thread calls it)."""
-        if not records:
-            return
-        now = time.monotonic()
-        with self.cond:
-            for record in records:
-                if record.camera not in self._received:
-                    continue
-                if len(self._inbox) >= _INBOX:
-                    self._overflow += 1
-                    continue
-                self._received[record.camera] += 1
-                self._inbox.append(RemoteFrame(record, shard=shard, arrival_mono=now))
-            self.cond.notify_all()
+        self._merger.deliver(shard, records)
 
-    def _run(self) -> None:
-        try:
-            self._merge_loop()
-        except BaseException as exc:  # a bug must reach the owner, not vanish with the thread
-            logger.exception("cluster merger crashed")
-            with self.cond:
-                self._error = exc
-                self.cond.notify_all()
-
-    def _merge_loop(self) -> None:
-        aligner = self._aligner
-        assert aligner is not None
-        while True:
-            with self.cond:
-                while not self._inbox and not self._closed:
-                    now = time.monotonic()
-                    wake = aligner.next_deadline(now) or now + 0.25
-                    if wake <= now:
-                        break
-                    self.cond.wait(wake - now)
-                if self._closed:
-                    return
-                frames = list(self._inbox)
-                self._inbox.clear()
-                for frame in frames:
-                    aligner.add(frame)
-                now = time.monotonic()
-                for match in aligner.poll(now):
-                    frameset = FrameSet(
-                        seq=self._sets.next_seq,
-                        frames=match.frames,
-                        missing=match.missing,
-                        skew=match.skew,
-                        time=match.time,
-                        clock=match.clock,
-                        emitted_time=time.time(),
-                        emitted_mono=time.monotonic(),
-                    )
-                    self._sets.put(frameset)
-                    if match.missing:
-                        self._partial += 1
-                    for name in match.missing:
-                        self._missing[name] += 1
+    def _finished(self) -> bool:
+        """Whether no camera will deliver again (the caller holds the lock)."""
+        return bool(self._pollers) and all(poller.finished() for poller in self._pollers)
 
     def read(self, timeout: float | None = None) -> FrameSet:
         """Return the newest merged set not returned before, waiting up to ``timeout`` s.
 
-        Raises ``ReadTimeout`` when none comes in time, ``StreamClosed`` after close().
+        Raises ``ReadTimeout`` when none comes in time, ``StreamEnded`` once every camera
+        ended (files), ``StreamFailed`` when every camera stopped and one failed (or its
+        shard did), ``ProcessorError`` after a fatal driver processor error,
+        ``StreamClosed`` after close().
         """
-        return self._sets.take(timeout, check=self._raise_if_failed)
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if not self._started:
-            raise SyncStreamError("cluster group not started; call start() or use `with`")
+        return self._merger.sets.take(timeout, check=self._raise_if_done, detail=self._states)
 
     def __iter__(self) -> Iterator[FrameSet]:
-        """Yield merged sets until the group is closed."""
+        """Yield merged sets until the group ends (files) or is closed."""
         while True:
             try:
                 yield self.read()
-            except StreamClosed:
+            except (StreamEnded, StreamClosed):
                 return
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the group ends or is closed (True) or ``timeout`` passes (False).
+
+        For programs where processors do all the work; raises as :meth:`read` does.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while True:
+                try:
+                    self._raise_if_done()
+                except (StreamEnded, StreamClosed):
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.cond.wait(remaining)
+
+    def _raise_if_done(self) -> None:
+        merger = self._merger
+        if merger.error is not None:
+            raise merger.error
+        if self._closed:
+            raise StreamClosed("cluster group is closed")
+        if not self._started:
+            raise SyncStreamError("cluster group not started; call start() or use `with`")
+        if merger.ended:
+            failed = [name for poller in self._pollers for name in poller.failed_cameras()]
+            if failed:
+                raise StreamFailed(f"every camera stopped; failed: {', '.join(failed)}")
+            raise StreamEnded("every camera of the cluster group ended")
+
+    def _states(self) -> str:
+        """Each camera's state, for a ReadTimeout's message."""
+        with self.cond:
+            found = []
+            for poller in self._pollers:
+                for name in poller.cameras:
+                    stream = poller.camera(name).stream
+                    waiting = "" if stream.waiting_for is None else f" ({stream.waiting_for})"
+                    found.append(f"{name}: {stream.state.value}{waiting}")
+        return ", ".join(found) or "no shards"
 
     # -- stats ------------------------------------------------------------------------
 
     @property
     def stats(self) -> ClusterStats:
-        """A snapshot of the sets, the shards and each camera's counts."""
+        """A snapshot of the merged sets, the cameras, the processors and the shards."""
         with self.cond:
-            aligner = self._aligner
-            cameras = {}
-            overflow = self._overflow
+            merger = self._merger
+            cameras: dict[str, ClusterCameraStats] = {}
+            processors = {}
             for poller in self._pollers:
-                overflow += poller.dropped + poller.dropped_before
+                processors.update(poller.processors())
                 for name in poller.cameras:
-                    counts = aligner.counts(name) if aligner is not None else None
-                    cameras[name] = ClusterCameraStats(
-                        name=name,
-                        shard=poller.name,
-                        received=self._received[name],
-                        used=counts.used if counts else 0,
-                        dropped=counts.dropped if counts else 0,
-                        missing=self._missing[name],
-                        state=poller.states.get(name, "down"),
-                    )
-            return ClusterStats(
-                sets=self._sets.seq + 1,
-                partial=self._partial,
-                delivered=self._sets.taken,
-                skipped=self._sets.skipped,
-                overflow=overflow,
-                shard_failures=sum(p.failures for p in self._pollers),
+                    cameras[name] = merger.camera_stats(name, poller.name, poller.camera(name))
+            pollers = self._pollers
+            return merger.stats(
                 cameras={name: cameras[name] for name in self.names if name in cameras},
+                processors=processors,
+                shards={poller.name: poller.stats() for poller in pollers},
+                overflow=sum(poller.overflow for poller in pollers),
+                shard_failures=sum(poller.failures for poller in pollers),
+                bytes_received=sum(poller.nbytes for poller in pollers),
+                polls=sum(poller.polls for poller in pollers),
             )
 
     @property
