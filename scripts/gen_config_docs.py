@@ -8,7 +8,7 @@ from __future__ import annotations
 import pathlib
 import sys
 from types import UnionType
-from typing import Literal, Union, get_args, get_origin
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -25,7 +25,9 @@ from syncstream.config import (  # noqa: E402
     SSHHost,
     StreamConfig,
 )
+from syncstream.senders.frame_sender import FrameSenderConfig  # noqa: E402
 from syncstream.session_config import (  # noqa: E402
+    ClusterSettings,
     RecordSettings,
     RunSettings,
     SessionConfig,
@@ -44,6 +46,7 @@ MODELS: list[type[BaseModel]] = [
     SenderOutput,
     RestartPolicy,
     SSHHost,
+    FrameSenderConfig,
 ]
 #: The session file of ``syncstream run`` (its tables hold the models above).
 SESSION_MODELS: list[type[BaseModel]] = [
@@ -53,6 +56,7 @@ SESSION_MODELS: list[type[BaseModel]] = [
     RecordSettings,
     WebSettings,
     RunSettings,
+    ClusterSettings,
 ]
 
 
@@ -67,6 +71,8 @@ def _default(model: type[BaseModel], name: str) -> str:
 
 def _name(annotation: object) -> str:
     origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:  # constraints are in the meaning
+        return _name(args[0])
     if origin is Literal:
         return " | ".join(repr(value) for value in args)
     if origin in (Union, UnionType):
@@ -118,6 +124,12 @@ def render() -> str:
         "`rtsp(s)://` or `rtmp://` URL names a server on this machine (a loopback address,",
         "or the `[web] host`) on that port (the scheme's own, such as 80 or 554, when the",
         "URL gives none): the view and that server could not both listen on it.",
+        "",
+        "With `[cluster]` the cameras are read on the nodes of a Ray cluster",
+        "([cluster.md](cluster.md#session-files-and-cli)): `placement` may name only",
+        "cameras of the file; `[speaker]` is refused (its view needs every camera's whole",
+        'pictures in one process); `pictures = "none"` is refused while the wall is on;',
+        "`[record]` records each node's cameras on that node, into `DIRECTORY/RESOURCE`.",
         "",
     ]
     for model in SESSION_MODELS:

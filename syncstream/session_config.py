@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -46,6 +46,7 @@ from .validation import describe_validation_error
 
 __all__ = [
     "MAX_SESSION_BYTES",
+    "ClusterSettings",
     "RecordSettings",
     "RunSettings",
     "SessionConfig",
@@ -108,6 +109,42 @@ class RunSettings(Model):
     )
 
 
+class ClusterSettings(Model):
+    """``[cluster]``: read the cameras on the nodes of a Ray cluster (``syncstream[cluster]``).
+
+    The options of :class:`~syncstream.cluster.ClusterGroup`. The wall and the web view run
+    in this process on the merged sets; ``[record]`` records each node's cameras on its disk.
+    """
+
+    address: str = Field(
+        min_length=1,
+        description="The Ray cluster's address: host:port of its head (6379 by default), "
+        "or 'auto' for the cluster this machine is part of.",
+    )
+    placement: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Camera name -> the custom resource of the node that reads it (start "
+        "the node with ray start --resources='{\"node_a\": 1}'); cameras not named share "
+        "one shard on any node.",
+    )
+    # ClusterGroup's PictureMode (not imported: syncstream.cluster is loaded when used)
+    pictures: Literal["none", "sub", "full"] | None = Field(
+        default=None,
+        description="What a node sends with each frame: 'none' (timestamps only), 'sub' "
+        "(the picture at most 160 pixels wide) or 'full'. None: 'sub' when the wall or the "
+        "web view is on, else 'none'.",
+    )
+    max_restarts: int = Field(
+        default=-1, ge=-1, description="Restarts of a shard whose process dies; -1: forever."
+    )
+    poll_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds each call to a shard may take."
+    )
+    connect_timeout: float = Field(
+        default=3.0, gt=0, description="Seconds allowed to reach the address (TCP)."
+    )
+
+
 class SessionConfig(Model):
     """A whole session file: cameras, their hosts, alignment and processors."""
 
@@ -124,6 +161,9 @@ class SessionConfig(Model):
     record: RecordSettings | None = Field(default=None, description="`[record]`; off.")
     web: WebSettings | None = Field(default=None, description="`[web]`; off.")
     run: RunSettings = Field(default_factory=RunSettings, description="`[run]`.")
+    cluster: ClusterSettings | None = Field(
+        default=None, description="`[cluster]`; off: the cameras are read here."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -151,7 +191,16 @@ class SessionConfig(Model):
         names = [camera.name for camera in self.cameras]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
-            raise ValueError(f"camera names must be unique; repeated: {', '.join(repeated)}")
+            # where each use is, so that a session file's error names every line
+            places = {
+                name: [("cameras", i, "name") for i, used in enumerate(names) if used == name]
+                for name in repeated
+            }
+            message = f"camera names must be unique; repeated: {', '.join(repeated)}"
+            # the message goes in last: camera names may hold "{...}"
+            raise PydanticCustomError(
+                "repeated_name", "{message}", {"places": places, "message": message}
+            )
         speaker = self.speaker is not None and self.speaker.enabled
         if self.web is not None and not (self.wall.enabled or speaker):
             raise ValueError("[web] has nothing to show: enable [wall] or [speaker]")
@@ -175,10 +224,54 @@ class SessionConfig(Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_cluster(self) -> SessionConfig:
+        """``[cluster]`` names only cameras of the file, and the processors it runs suit it."""
+        cluster = self.cluster
+        if cluster is None:
+            return self
+        names = {camera.name for camera in self.cameras}
+        unknown = [name for name in cluster.placement if name not in names]
+        if unknown:
+            raise _field_error(
+                ("cluster", "placement", unknown[0]),
+                f"no camera named {', '.join(map(repr, unknown))} in [[cameras]]",
+            )
+        if self.speaker is not None and self.speaker.enabled:
+            raise _field_error(
+                ("speaker",),
+                "not with [cluster]: the speaker view needs every camera's whole pictures "
+                "in one process (28 MB/s a 640x480 camera at 30 fps would cross the "
+                "network) and its sub streams, which stay on the nodes; leave [speaker] out",
+            )
+        shows = self.wall.enabled or self.web is not None
+        if cluster.pictures == "none" and shows:
+            raise _field_error(
+                ("cluster", "pictures"),
+                "'none' leaves the wall nothing to show: 'sub' or 'full', or [wall] "
+                "enabled = false",
+            )
+        return self
+
+    @property
+    def cluster_pictures(self) -> Literal["none", "sub", "full"]:
+        """What the nodes send with each frame: ``[cluster] pictures``, else ``"sub"`` when
+        the wall or the web view is on and ``"none"`` otherwise."""
+        given = self.cluster.pictures if self.cluster is not None else None
+        if given is not None:
+            return given
+        return "sub" if self.wall.enabled or self.web is not None else "none"
+
     @property
     def remote_hosts(self) -> dict[str, SSHHost]:
         """Every SSH host a camera uses, by display name (``user@host:port``)."""
         return {c.host.display_name: c.host for c in self.cameras if c.host is not None}
+
+
+def _field_error(field: tuple[str, ...], message: str) -> PydanticCustomError:
+    """An error of a whole-file check, reported at ``field`` (its path and line)."""
+    # the message goes in last: camera names may hold "{...}"
+    return PydanticCustomError("in_field", "{message}", {"field": field, "message": message})
 
 
 #: Largest session file read (bytes); a longer one is refused unread.

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .urls import redact_url
 
-__all__ = ["Loc", "Where", "describe_validation_error"]
+__all__ = ["Loc", "Where", "describe_validation_error", "key_line"]
 
 Loc = tuple[int | str, ...]
 #: Where a field is in a session file: ``(FILE:LINE or FILE or "", "cameras[1].port")``.
@@ -42,6 +42,8 @@ def describe_validation_error(
     out = []
     for error in exc.errors(include_url=False):
         loc: Loc = tuple(error["loc"])
+        if error["type"] == "in_field":  # a check of a whole model, about one of its fields
+            loc = (*loc, *error.get("ctx", {}).get("field", ()))
         message = str(error["msg"]).removeprefix("Value error, ")
         where = _format_loc(loc) or "(top level)"
         if error["type"] == "port_clash" and filename is not None:
@@ -54,6 +56,16 @@ def describe_validation_error(
             out += [
                 f"  {clash.describe_at(at)}" for clash in error.get("ctx", {}).get("clashes", [])
             ]
+            continue
+        if error["type"] == "repeated_name" and filename is not None:
+            # each repeated camera name, at every line that uses it
+            for name, places in error.get("ctx", {}).get("places", {}).items():
+                lines = [_line_for(lines_of, place) or "?" for place in places]
+                uses = ", ".join(f"line {line}" for line in lines)
+                out.append(
+                    f"  {filename}:{lines[0]}: camera name {name!r} is used "
+                    f"{len(places)} times: {uses}"
+                )
             continue
         if (
             error["type"] == "model_type"
@@ -106,6 +118,8 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
         current = _unwrap(current, part)
         if current is None:
             return []
+    if typing.get_origin(current) in (typing.Union, types.UnionType):  # an optional table
+        current = next((arg for arg in typing.get_args(current) if _is_model(arg)), None)
     return list(current.model_fields) if _is_model(current) else []
 
 
@@ -158,6 +172,12 @@ def _split_key(text: str) -> tuple[str, ...]:
             current += char
     parts.append(current.strip())
     return tuple(parts)
+
+
+def key_line(text: str, loc: Loc) -> int | None:
+    """The line (1-based) of the TOML ``text`` where the field at ``loc`` is given, or of
+    its nearest enclosing table; None when neither is found."""
+    return _line_for(_key_lines(text), loc)
 
 
 def _key_lines(text: str) -> dict[Loc, int]:
