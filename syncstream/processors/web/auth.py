@@ -118,14 +118,14 @@ class Credentials:
         password_ok = hmac.compare_digest(password, self._basic[1])
         return bool(sep) and user_ok and password_ok
 
-    def set_cookie(self, cookie_name: str) -> tuple[str, ...]:
+    def set_cookie(self, cookie_name: str, path: str = "/") -> tuple[str, ...]:
         """The header that keeps a page opened with ``?token=`` let in (none without a
-        token). HttpOnly: no script reads it; SameSite=Strict: no other site's page
-        sends it."""
+        token), sent for ``path`` (where the view is mounted). HttpOnly: no script reads
+        it; SameSite=Strict: no other site's page sends it."""
         if self._cookie is None:
             return ()
         value = self._cookie.decode()
-        return (f"Set-Cookie: {cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict",)
+        return (f"Set-Cookie: {cookie_name}={value}; Path={path}; HttpOnly; SameSite=Strict",)
 
     def challenges(self) -> tuple[str, ...]:
         """The ``WWW-Authenticate`` headers of a 401: Basic first, so browsers ask for

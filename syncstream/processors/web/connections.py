@@ -55,20 +55,27 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 class ConnectionLoop:
     """Serves ``listener``'s connections with ``handler`` within ``limits``.
 
-    ``name`` (the view's ``host:port``) names the threads and the log messages.
-    :meth:`start` starts the loop and worker threads; :meth:`close` ends every connection
-    and joins them. The listener stays the caller's to close.
+    ``name`` (the view's ``host:port``) names the threads and the log messages; ``tally``
+    counts the connections and requests (one of its own by default; the view shares its
+    own with its ASGI app). :meth:`start` starts the loop and worker threads;
+    :meth:`close` ends every connection and joins them. The listener stays the caller's
+    to close.
     """
 
     def __init__(
-        self, listener: socket.socket, handler: Handler, limits: Limits, name: str
+        self,
+        listener: socket.socket,
+        handler: Handler,
+        limits: Limits,
+        name: str,
+        tally: Tally | None = None,
     ) -> None:
         self.name = name
         self.limits = limits
         self._listener = listener
         self._handler = handler
         self._throttle = Throttle(logger)
-        self._tally = Tally(limits)
+        self._tally = tally if tally is not None else Tally(limits)
         self._lock = threading.Lock()
         self._closed = False
         # the loop thread's alone:

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -23,7 +24,15 @@ from ...slot import LatestSlot
 from ..output import ImageOutput
 from .http import peer_closed, response_head, send_all
 
-__all__ = ["Jpeg", "JpegFeed", "StreamCounters", "WebOutputStats", "stream_mjpeg"]
+__all__ = [
+    "MJPEG_CONTENT_TYPE",
+    "PART_START",
+    "Jpeg",
+    "JpegFeed",
+    "StreamCounters",
+    "WebOutputStats",
+    "stream_mjpeg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +43,9 @@ _BOUNDARY = "syncstream-picture"
 # Chromium shows a part only once the next part's headers have arrived, so they are sent
 # right after each picture. That is also why parts carry no Content-Length: it is not
 # known before the next picture; clients find the end of a part by its boundary.
-_PART_START = f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+PART_START = f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+#: The content type of a stream: JPEG parts, each followed by the next part's headers.
+MJPEG_CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={_BOUNDARY}"
 # While no new picture comes, a stream looks this often whether its client hung up.
 _HANGUP_CHECK = 1.0
 
@@ -48,6 +59,7 @@ class WebOutputStats:
     published: int
     #: Pictures encoded to JPEG, each once however many clients watch.
     encoded: int
+    #: Pictures that could not be made or encoded (logged).
     encode_errors: int
     encode_time_mean: float | None
     #: The newest JPEG's size in bytes, and its picture's size; None before the first.
@@ -111,6 +123,8 @@ class JpegFeed:
         self._shape: tuple[int, int] | None = None
         self._failure: str | None = None
         self._thread: threading.Thread | None = None
+        # called (on the encoder's thread, or close()'s) after each new JPEG and at the end
+        self._wakers: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """Start the encoder thread (once)."""
@@ -124,6 +138,30 @@ class JpegFeed:
     def close(self) -> None:
         """End the encoder and every stream of this output; idempotent."""
         self._jpegs.close()
+        self._wake()
+
+    def add_waker(self, waker: Callable[[], None]) -> None:
+        """Call ``waker()`` after each new JPEG and when the feed ends, from the thread
+        that made the change: for a reader that cannot block on :meth:`next_jpeg` (an
+        asyncio task). It must return at once and not raise."""
+        with self._cond:
+            self._wakers.append(waker)
+
+    def remove_waker(self, waker: Callable[[], None]) -> None:
+        """Stop calling ``waker``."""
+        with self._cond:
+            self._wakers.remove(waker)
+
+    def _wake(self) -> None:
+        with self._cond:
+            wakers = list(self._wakers)
+        for waker in wakers:
+            waker()
+
+    def count_error(self) -> None:
+        """Count a picture that could not be made for this feed (logged by the caller)."""
+        with self._cond:
+            self._errors += 1
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the encoder thread after :meth:`close`."""
@@ -181,12 +219,18 @@ class JpegFeed:
                 self._encoded += 1
                 self._encode_time += time.monotonic() - started
                 self._shape = (picture.image.shape[1], picture.image.shape[0])
+            self._wake()
 
     def watch(self, change: int) -> None:
         """Count a viewer in (+1) or out (-1); the encoder works while there are any."""
         with self._cond:
             self._viewers += change
             self._cond.notify_all()
+
+    @property
+    def watched(self) -> bool:
+        """Whether somebody watches the stream now."""
+        return self._viewers > 0
 
     def newest_number(self) -> int:
         """The newest JPEG's number, -1 before the first."""
@@ -236,8 +280,7 @@ def stream_mjpeg(sock: socket.socket, feed: JpegFeed, counters: StreamCounters) 
     ends or the client hangs up; raises ``OSError`` when sending fails, ``TimeoutError``
     when the client accepts nothing for the socket's timeout.
     """
-    content_type = f"multipart/x-mixed-replace; boundary={_BOUNDARY}"
-    send_all(sock, response_head(200, content_type, None) + _PART_START)
+    send_all(sock, response_head(200, MJPEG_CONTENT_TYPE, None) + PART_START)
     feed.watch(+1)
     try:
         while True:
@@ -252,7 +295,7 @@ def stream_mjpeg(sock: socket.socket, feed: JpegFeed, counters: StreamCounters) 
             if counters.number >= 0:
                 counters.dropped += jpeg.number - counters.number - 1
             counters.number = jpeg.number
-            send_all(sock, jpeg.data + b"\r\n" + _PART_START)
+            send_all(sock, jpeg.data + b"\r\n" + PART_START)
             counters.sent += 1
     finally:
         feed.watch(-1)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
+    "COMMON_HEADERS",
     "LINGER_BYTES",
     "LINGER_SECONDS",
     "MAX_REQUEST_BYTES",
@@ -30,6 +31,7 @@ __all__ = [
     "close_gracefully",
     "host_port",
     "json_document",
+    "make_request",
     "parse_head",
     "peer_closed",
     "response",
@@ -47,6 +49,13 @@ _MAX_QUERY_FIELDS = 16
 #: most this long and this many bytes.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 64 * 1024
+#: Header lines of every answer: never cached, never sniffed, no address passed on (the
+#: page can be opened with ?token=: no link or request may pass it on).
+COMMON_HEADERS = (
+    "Cache-Control: no-store",
+    "X-Content-Type-Options: nosniff",
+    "Referrer-Policy: no-referrer",
+)
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -110,12 +119,22 @@ def parse_head(buffer: bytes | bytearray) -> Request | None:
         headers[name.strip().lower()] = value.strip()
     try:
         target = urlsplit(fields[1])
-        query = parse_qs(target.query, max_num_fields=_MAX_QUERY_FIELDS)
+    except ValueError as exc:
+        raise HttpError(400, f"malformed request: {exc}") from exc
+    return make_request(fields[0], target.path, target.query, headers)
+
+
+def make_request(method: str, path: str, query: str, headers: dict[str, str]) -> Request:
+    """The :class:`Request` of a parsed head (``headers`` by lower-case name): the query
+    parsed within its cap, the Host header's host name. Raises :class:`HttpError` (400)
+    for a malformed query or Host."""
+    try:
+        fields = parse_qs(query, max_num_fields=_MAX_QUERY_FIELDS)
         host = headers.get("host")
         hostname = None if host is None else urlsplit("//" + host).hostname
     except ValueError as exc:
         raise HttpError(400, f"malformed request: {exc}") from exc
-    return Request(fields[0], target.path, query, hostname, MappingProxyType(headers))
+    return Request(method, path, fields, hostname, MappingProxyType(headers))
 
 
 def response_head(status: int, content_type: str, length: int | None, *extra: str) -> bytes:
@@ -123,11 +142,8 @@ def response_head(status: int, content_type: str, length: int | None, *extra: st
     lines = [
         f"HTTP/1.1 {status} {_REASONS[status]}",
         f"Content-Type: {content_type}",
-        "Cache-Control: no-store",
         "Connection: close",
-        "X-Content-Type-Options: nosniff",
-        # the page can be opened with ?token=: no link or request may pass it on
-        "Referrer-Policy: no-referrer",
+        *COMMON_HEADERS,
         *extra,
     ]
     if length is not None:

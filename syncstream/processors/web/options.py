@@ -58,6 +58,11 @@ class WebViewOptions(ProcessorSettings):
         default=None, description="HTTP Basic user name every request must show, with password."
     )
     password: SecretStr | None = Field(default=None, description="HTTP Basic password.")
+    listen: bool = Field(
+        default=True,
+        description="Run the view's own server on host:port; false: serve only through "
+        "WebView.asgi_app() mounted in an ASGI server (uvicorn, a FastAPI program).",
+    )
 
     @model_validator(mode="after")
     def _check_credentials(self) -> WebViewOptions:

@@ -1,74 +1,61 @@
-"""WebView: processors' pictures (the wall) and the group's stats in a web browser.
+"""WebView: processors' pictures (the wall), each camera and the group's stats in a browser.
 
-``GET /`` is a page with the live picture and a stats panel; ``GET /stream.mjpg`` streams
-an output as MJPEG (``multipart/x-mixed-replace``); ``GET /snapshot.jpg`` is its newest
-picture; ``GET /stats`` the numbers as JSON. Each output is encoded once per picture by
-its :class:`~syncstream.processors.web.feed.JpegFeed`; each streaming client has its own
-thread and takes the newest JPEG whenever it is ready for one, so a slow client skips
-pictures (counted) and never slows the other clients, the encoder or the group. Everything
-else (accepting, reading requests, short answers) is one thread's work, under deadlines
-and caps: see :mod:`~syncstream.processors.web.connections`.
+``GET /`` is a page with the live picture, charts and tables; ``GET /stream.mjpg`` streams
+an output or a camera as MJPEG (``multipart/x-mixed-replace``); ``GET /snapshot.jpg`` is
+its newest picture; ``GET /stats`` the numbers as JSON (see
+:mod:`~syncstream.processors.web.routes`). Each output and each watched camera is encoded
+once per picture by its :class:`~syncstream.processors.web.feed.JpegFeed`; each streaming
+client takes the newest JPEG whenever it is ready for one, so a slow client skips pictures
+(counted) and never slows the other clients, the encoder or the group. The view serves
+them itself (accepting, reading requests and short answers are one thread's work, under
+deadlines and caps: see :mod:`~syncstream.processors.web.connections`; each stream has
+a thread), or through an ASGI server that mounts :meth:`WebView.asgi_app`, or both.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ...errors import ConfigError, StreamClosed, SyncStreamError, WebViewError
 from ...frames import FrameSet
-from ...logs import Throttle
 from ..output import HasOutput, ImageOutput
-from .auth import Access, Credentials
+from .auth import Credentials
+from .cameras import CameraFeeds
+from .clients import Watchers, WebClientStats
 from .connections import Answer, ConnectionLoop, Deferred, Streamed
-from .feed import JpegFeed, StreamCounters, WebOutputStats, stream_mjpeg
-from .http import HttpError, Request, host_port, json_document, response
-from .limits import Limits
+from .feed import JpegFeed, WebOutputStats, stream_mjpeg
+from .http import Request, host_port, json_document
+from .limits import Limits, Tally
 from .options import WebViewOptions
 from .page import render_page
+from .routes import Computed, Reply, Router, Site, is_loopback
 
 if TYPE_CHECKING:
     from ..group_view import GroupView
+    from .asgi import AsgiApp
 
 __all__ = ["Showable", "WebClientStats", "WebView", "WebViewStats"]
 
 logger = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 2.0
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: What a web view shows: an output, or a processor that has one (the wall).
 Showable = ImageOutput | HasOutput
 
 
 @dataclass(frozen=True)
-class WebClientStats:
-    """One client watching a stream."""
-
-    #: The client's ``host:port``.
-    address: str
-    output: str
-    #: Pictures sent to it.
-    sent: int
-    #: Pictures it missed because it was still receiving an earlier one.
-    dropped: int
-    #: Seconds since it connected.
-    connected_for: float
-
-
-@dataclass(frozen=True)
 class WebViewStats:
     """A snapshot of a web view's counters; totals count closed connections too."""
 
-    #: The page's address; None before start().
+    #: The page's address; None before start(), or when the view does not listen itself.
     url: str | None
     outputs: dict[str, WebOutputStats]
     #: The clients watching a stream now.
@@ -93,16 +80,9 @@ class WebViewStats:
     evicted: int
     #: Requests refused (401) for want of valid credentials.
     unauthorized: int
-
-
-class _Client:
-    """One client watching a stream: its address, output and counters."""
-
-    def __init__(self, address: str, output: str) -> None:
-        self.address = address
-        self.output = output
-        self.counters = StreamCounters()
-        self.since_mono = time.monotonic()
+    #: Each camera's one-camera view (``stream.mjpg?camera=NAME``), by camera name: its
+    #: encoder works while somebody watches it. Empty without a group.
+    cameras: dict[str, WebOutputStats] = field(default_factory=dict)
 
 
 def _resolve(
@@ -124,15 +104,18 @@ def _resolve(
 
 
 class WebView:
-    """An HTTP server showing processors' pictures and the group's stats to many browsers.
+    """An HTTP server showing processors' pictures, the cameras and the group's stats to
+    many browsers.
 
     ``outputs``: an :class:`ImageOutput`, a processor that has one (the wall), a list of
     them (named by their outputs) or a mapping name -> either; the first is the page's
     default. As a processor (:meth:`StreamGroup.add_processor`) it is started by
-    ``attach`` and serves the group's stats and its newest frame set's timing; alone, use
-    ``with WebView(output) as view:``. It binds to 127.0.0.1 unless told otherwise: other
-    addresses expose the video to whoever can reach them, unless ``token`` or
-    ``username`` and ``password`` are set (without them, a warning says so at start).
+    ``attach`` and serves the group's stats, each camera's picture and its newest frame
+    set's timing; alone, use ``with WebView(output) as view:``. It binds to 127.0.0.1
+    unless told otherwise: other addresses expose the video to whoever can reach them,
+    unless ``token`` or ``username`` and ``password`` are set (without them, a warning
+    says so at start). :meth:`asgi_app` serves the same routes in an ASGI server (a
+    Starlette or FastAPI program mounts it); with ``listen=False`` that is the only way.
 
     >>> with WebView(wall, port=8080) as view:  # doctest: +SKIP
     ...     print("open", view.url)
@@ -140,6 +123,8 @@ class WebView:
 
     #: As a processor it only keeps the newest set's timing (GroupConfig.convert).
     uses_pictures = False
+    #: Its worker's name in a group (``group.stats.processors["web"]``).
+    name = "web"
 
     def __init__(
         self,
@@ -157,6 +142,7 @@ class WebView:
         token: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        listen: bool = True,
     ) -> None:
         """Describe the server; nothing listens before :meth:`start`.
 
@@ -168,9 +154,11 @@ class WebView:
         ``max_connections`` in all are open; beyond those, the connection that has waited
         longest for its request is closed to make room. With ``token`` or ``username``
         and ``password``, every request must show them (401 else); see
-        :mod:`~syncstream.processors.web.auth`. Raises :class:`ConfigError` for a value
-        beyond the limits of :class:`WebViewOptions` (kept in :attr:`options`), naming the
-        field, never a secret.
+        :mod:`~syncstream.processors.web.auth`. ``listen=False``: no server of its own
+        (``host``, ``port`` and the connection caps unused), only :meth:`asgi_app`.
+        Raises :class:`ConfigError` for a value beyond the limits of
+        :class:`WebViewOptions` (kept in :attr:`options`), naming the field, never a
+        secret.
         """
         resolved = _resolve(outputs)
         if not resolved:
@@ -189,6 +177,7 @@ class WebView:
             token=token,
             username=username,
             password=password,
+            listen=listen,
         )
         token, password = options.token_value, options.password_value
         self._credentials = (
@@ -209,20 +198,28 @@ class WebView:
         self._port = options.port
         quality = options.jpeg_quality
         self._feeds = {name: JpegFeed(name, out, quality) for name, out in resolved.items()}
-        self._default = next(iter(self._feeds))
-        self._page = render_page(options.title, list(self._feeds))
+        self._cameras = CameraFeeds(quality)
+        #: Connections and requests of both transports (one ``max_clients`` for both).
+        self.tally = Tally(self.limits)
+        #: The clients watching streams, through either transport.
+        self.watchers = Watchers()
+        #: What a request is answered (for both transports).
+        self.router = Router(
+            page=render_page(options.title, list(self._feeds)),
+            outputs=self._feeds,
+            cameras=self._cameras,
+            credentials=self._credentials,
+            stats_document=self._stats_document,
+        )
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._address: tuple[str, int] | None = None
         self._connections: ConnectionLoop | None = None
-        self._clients: set[_Client] = set()
+        self._started = False
         self._closed = False
-        self._loopback_only = False
-        self._cookie_name = "syncstream"
+        self._site = Site(name=self.host, loopback_only=False, cookie_name="syncstream")
         self._group: GroupView | None = None
         self._frameset: dict[str, object] | None = None
-        self._sent = self._dropped = self._unauthorized = 0
-        self._throttle = Throttle(logger)
 
     @classmethod
     def from_options(
@@ -240,11 +237,17 @@ class WebView:
     def start(self) -> WebView:
         """Listen and serve; idempotent. Raises :class:`WebViewError` naming the address
         when it cannot be bound (taken, or not an address of this machine); a closed view
-        cannot restart."""
+        cannot restart. With ``listen=False`` it only starts the encoders, for
+        :meth:`asgi_app`."""
         with self._lock:
             if self._closed:
                 raise StreamClosed("web view is closed and cannot restart")
-            if self._listener is not None:
+            if self._started:
+                return self
+            if not self.options.listen:
+                self._start_feeds()
+                self._started = True
+                logger.info("web view %s serving through its ASGI app only", self._url_or_host())
                 return self
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             try:
@@ -255,18 +258,21 @@ class WebView:
             self._listener = listener
             host, port = listener.getsockname()[:2]
             self._address = (str(host), int(port))
-            bound = ipaddress.ip_address(self.address[0])
-            mapped = bound.ipv4_mapped if isinstance(bound, ipaddress.IPv6Address) else None
-            self._loopback_only = (mapped or bound).is_loopback
             # cookies are not kept apart by port: one per view on a host
-            self._cookie_name = f"syncstream-{port}"
-            for feed in self._feeds.values():
-                feed.start()
+            self._site = Site(
+                name=self.url,
+                loopback_only=is_loopback(self.address[0]),
+                cookie_name=f"syncstream-{port}",
+            )
+            self._start_feeds()
             where = host_port(*self.address)
-            self._connections = ConnectionLoop(listener, self._handle, self.limits, where)
+            self._connections = ConnectionLoop(
+                listener, self._handle, self.limits, where, self.tally
+            )
             self._connections.start()
+            self._started = True
         logger.info("web view %s serving", self.url)
-        if not self._loopback_only and self._credentials is None:
+        if not self._site.loopback_only and self._credentials is None:
             logger.warning(
                 "web view %s: listening on %s without authentication: whoever reaches it "
                 "sees the cameras and the stats; set a token or a username and password",
@@ -283,10 +289,12 @@ class WebView:
             self._closed = True
         for feed in self._feeds.values():  # ends the streams
             feed.close()
+        self._cameras.close()
         if self._connections is not None:
             self._connections.close(timeout)
         for feed in self._feeds.values():
             feed.join(timeout)
+        self._cameras.join(timeout)
         if self._listener is not None:
             self._listener.close()
         logger.info("web view %s closed", self._url_or_host())
@@ -302,10 +310,39 @@ class WebView:
     ) -> None:
         self.close()
 
+    def _start_feeds(self) -> None:
+        for feed in self._feeds.values():
+            feed.start()
+        self._cameras.start()
+
+    @property
+    def started(self) -> bool:
+        """Whether it serves: started, and not closed."""
+        return self._started and not self._closed
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def asgi_app(self) -> AsgiApp:
+        """The view's routes as an ASGI application, for an ASGI server (uvicorn,
+        hypercorn) or to mount in a Starlette or FastAPI program
+        (``app.mount("/cameras", view.asgi_app())``); see
+        :class:`~syncstream.processors.web.asgi.AsgiApp`. It answers 503 until the view
+        is started (by :meth:`start`, or by ``attach`` in a group), and its streams end
+        when the view closes."""
+        from .asgi import AsgiApp
+
+        return AsgiApp(self)
+
     @property
     def address(self) -> tuple[str, int]:
-        """The bound host and port; raises ``SyncStreamError`` before :meth:`start`."""
+        """The bound host and port; raises ``SyncStreamError`` before :meth:`start`, or
+        when the view does not listen itself (``listen=False``)."""
         if self._address is None:
+            if not self.options.listen:
+                raise SyncStreamError("web view does not listen (listen=False): see asgi_app()")
             raise SyncStreamError("web view not started; call start() or use `with`")
         return self._address
 
@@ -320,12 +357,18 @@ class WebView:
     # -- as a processor ---------------------------------------------------------------
 
     def attach(self, group: GroupView) -> None:
-        """Serve ``group``'s stats, and start serving (called by ``add_processor``)."""
+        """Serve ``group``'s stats and cameras, and start serving (called by
+        ``add_processor``)."""
         self._group = group
+        self._cameras.add(list(group.names))
+        if self.started:
+            self._cameras.start()
         self.start()
 
     def __call__(self, frameset: FrameSet) -> None:
-        """Keep the newest set's timing for ``/stats``."""
+        """Keep the newest set's timing for ``/stats``, and its frames for the cameras'
+        views (converted only for the cameras somebody watches)."""
+        self._cameras.offer(frameset)
         self._frameset = {
             "seq": frameset.seq,
             "cameras": list(frameset),
@@ -340,36 +383,25 @@ class WebView:
 
     @property
     def stats(self) -> WebViewStats:
-        """A snapshot of the counters of the view, its outputs and its streaming clients."""
-        now = time.monotonic()
-        loop = self._connections
-        counts = None if loop is None else loop.counts()
-        with self._lock:
-            clients = tuple(
-                WebClientStats(
-                    address=c.address,
-                    output=c.output,
-                    sent=c.counters.sent,
-                    dropped=c.counters.dropped_by(self._feeds[c.output].newest_number()),
-                    connected_for=now - c.since_mono,
-                )
-                for c in self._clients
-            )
-            sent, dropped, unauthorized = self._sent, self._dropped, self._unauthorized
+        """A snapshot of the counters of the view, its outputs, cameras and streaming
+        clients (those of its own server and of its ASGI app together)."""
+        counts = self.tally.counts()
+        clients, sent, dropped = self.watchers.snapshot()
         return WebViewStats(
             url=None if self._address is None else self.url,
             outputs={name: feed.stats() for name, feed in self._feeds.items()},
             clients=clients,
-            requests=0 if counts is None else counts.requests,
-            sent=sent + sum(c.sent for c in clients),
-            dropped=dropped + sum(c.dropped for c in clients),
-            refused=0 if counts is None else counts.refused,
-            stalled=0 if counts is None else counts.stalled,
-            errors=0 if counts is None else counts.errors,
-            connections=0 if counts is None else counts.connections,
-            timed_out=0 if counts is None else counts.timed_out,
-            evicted=0 if counts is None else counts.evicted,
-            unauthorized=unauthorized,
+            requests=counts.requests,
+            sent=sent,
+            dropped=dropped,
+            refused=counts.refused,
+            stalled=counts.stalled,
+            errors=counts.errors,
+            connections=counts.connections,
+            timed_out=counts.timed_out,
+            evicted=counts.evicted,
+            unauthorized=self.router.unauthorized,
+            cameras=self._cameras.stats(),
         )
 
     def _stats_document(self) -> bytes:
@@ -385,64 +417,26 @@ class WebView:
     # -- serving ----------------------------------------------------------------------
 
     def _handle(self, request: Request, address: str) -> Answer:
-        """Answer a request (on the connection loop's thread: only quick work here)."""
-        if request.method != "GET":
-            raise HttpError(405, "only GET is served", "Allow: GET")
-        if self._loopback_only and request.hostname not in (None, *_LOOPBACK_NAMES):
-            # a page of another site reaching us through DNS rebinding names its own host
-            raise HttpError(403, "this web view answers requests for localhost only")
-        access = Access.OPEN
-        if self._credentials is not None:
-            checked = self._credentials.check(request, self._cookie_name)
-            if checked is None:
-                with self._lock:
-                    self._unauthorized += 1
-                self._throttle.warning(
-                    ("401", address.rpartition(":")[0]),
-                    "web view %s: %s refused: no valid credentials",
-                    self._url_or_host(),
-                    address,
-                )
-                raise HttpError(401, "authentication required", *self._credentials.challenges())
-            access = checked
-        if request.path in ("/", "/index.html"):
-            cookie: tuple[str, ...] = ()
-            if access is Access.QUERY_TOKEN and self._credentials is not None:
-                cookie = self._credentials.set_cookie(self._cookie_name)
-            return response(200, "text/html; charset=utf-8", self._page, *cookie)
-        if request.path == "/stats":
-            return Deferred(lambda: response(200, "application/json", self._stats_document()))
-        if request.path in ("/stream.mjpg", "/snapshot.jpg"):
-            name = request.query.get("output", [self._default])[0]
-            feed = self._feeds.get(name)
-            if feed is None:
-                raise HttpError(404, f"no output named {name!r}")
-            if request.path == "/stream.mjpg":
-                return Streamed(partial(self._stream, feed, address))
-            return Deferred(partial(self._snapshot, feed))
-        raise HttpError(404, f"nothing at {request.path}")
-
-    @staticmethod
-    def _snapshot(feed: JpegFeed) -> bytes:
-        data = feed.snapshot()
-        if data is None:
-            raise HttpError(503, f"output {feed.name!r} has no picture yet", "Retry-After: 1")
-        return response(200, "image/jpeg", data)
+        """Answer a request to the view's own server (on the connection loop's thread)."""
+        answer = self.router.route(request, address, self._site)
+        if isinstance(answer, Reply):
+            return answer.encoded()
+        if isinstance(answer, Computed):
+            compute = answer.compute
+            return Deferred(lambda: compute().encoded())
+        return Streamed(partial(self._stream, answer.feed, address))
 
     def _stream(self, feed: JpegFeed, address: str, sock: socket.socket) -> None:
-        client = _Client(address, feed.name)
-        with self._lock:
-            self._clients.add(client)
-        try:
-            stream_mjpeg(sock, feed, client.counters)
-        finally:
-            with self._lock:
-                self._clients.discard(client)
-                self._sent += client.counters.sent
-                self._dropped += client.counters.dropped
+        with self.watchers.watching(address, feed) as counters:
+            stream_mjpeg(sock, feed, counters)
 
     def _url_or_host(self) -> str:
-        return self.host if self._address is None else self.url
+        if self._address is not None:
+            return self.url
+        return self.host if self.options.listen else f"of {self._feeds_names()}"
+
+    def _feeds_names(self) -> str:
+        return ", ".join(self._feeds)
 
     def __repr__(self) -> str:
         return f"WebView({list(self._feeds)}, {self._url_or_host()})"
