@@ -6,7 +6,8 @@ carries it) and its arrival time.
 
 The sender side: :class:`LocalSender` and :class:`RemoteSender` (over SSH) run the ffmpeg
 described by a :class:`SenderConfig`, which writes the camera host's wall clock into the
-stream; :class:`SSHSession` also measures that host's clock offset.
+stream; :class:`SSHSession` also measures that host's clock offset. :class:`FrameSender`
+sends a program's own pictures the same way, encoded in-process.
 
 The group: :class:`StreamGroup` starts the senders of its :class:`Camera` list, reads every
 camera and aligns their frames by capture time into :class:`FrameSet` objects, which it
@@ -77,7 +78,7 @@ from .processors import (
     WebView,
 )
 from .recording import Recording
-from .senders import LocalSender, RemoteSender, free_udp_port
+from .senders import FrameSender, LocalSender, RemoteSender, free_udp_port
 from .session import Session
 from .session_config import SessionConfig
 from .ssh import SSHSession
@@ -96,6 +97,7 @@ __all__ = [
     "ConfigError",
     "Frame",
     "FrameDecodeError",
+    "FrameSender",
     "FrameSet",
     "GroupConfig",
     "GroupStartError",

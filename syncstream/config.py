@@ -21,6 +21,7 @@ from .urls import parse_udp_destination, redact_url
 from .validation import describe_validation_error
 
 __all__ = [
+    "DEVICE_PREFIXES",
     "MAIN_ROLE",
     "TEST_PATTERNS",
     "Backend",
@@ -43,6 +44,7 @@ __all__ = [
     "SenderOutput",
     "StreamConfig",
     "SyncPolicy",
+    "is_device_url",
 ]
 
 Backend = Literal["auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"]
@@ -110,6 +112,38 @@ def config_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
     (see :func:`~syncstream.validation.describe_validation_error`)."""
     problems = describe_validation_error(exc, model)
     return ConfigError("\n".join([f"invalid {model.__name__}:", *problems]))
+
+
+#: The reader settings that only a webcam (V4L2 device) takes.
+_DEVICE_FIELDS = ("size", "fps", "input_format")
+
+
+#: Where V4L2 devices (webcams) live: /dev/videoN and udev's /dev/v4l/by-id/... links.
+DEVICE_PREFIXES = ("/dev/video", "/dev/v4l/")
+
+
+def is_device_url(url: str) -> bool:
+    """Whether ``url`` names a webcam: an index (``"0"``) or a V4L2 device path."""
+    url = url.strip()
+    return url.isdigit() or url.startswith(DEVICE_PREFIXES)
+
+
+def _ffmpeg_input_format(name: str) -> bool:
+    """Whether FFmpeg knows ``name`` as a pixel format or a decoder (its V4L2 reader's
+    ``input_format`` takes either)."""
+    import av  # the reader's library; imported here, when a webcam format is checked
+
+    try:
+        av.VideoFormat(name)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        av.Codec(name, "r")
+    except ValueError:  # UnknownCodecError
+        return False
+    return True
 
 
 def _even_size(value: tuple[int, int]) -> tuple[int, int]:
@@ -234,6 +268,23 @@ class ReaderSettings(Model):
         description="rtsp://: 'udp' or 'tcp' (RTP interleaved in the RTSP connection, for "
         "networks that drop or block UDP); 'auto' lets FFmpeg try UDP, then TCP.",
     )
+    size: tuple[int, int] | None = Field(
+        default=None,
+        description="Webcams (an index or /dev/videoN): the picture size (width, height) to "
+        "ask the device for; None: the device's choice.",
+    )
+    fps: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Webcams: the frame rate to ask the device for; None: the device's choice.",
+    )
+    input_format: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]+$",
+        description="Webcams: the pixel format or codec to ask the device for, by FFmpeg's "
+        "name ('mjpeg', 'yuyv422', 'h264'); None: the device's choice.",
+    )
 
     @field_validator("allowed_senders")
     @classmethod
@@ -248,11 +299,38 @@ class ReaderSettings(Model):
                 ) from None
         return tuple(networks)
 
+    @field_validator("size")
+    @classmethod
+    def _check_device_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not all(1 <= side <= 8192 for side in value):
+            raise ValueError("size must be width and height from 1 to 8192")
+        return value
+
+    @field_validator("input_format")
+    @classmethod
+    def _check_input_format(cls, value: str | None) -> str | None:
+        if value is not None and not _ffmpeg_input_format(value):
+            raise ValueError(
+                f"{value!r} is neither a pixel format nor a decoder FFmpeg knows "
+                "(mjpeg, yuyv422, h264, ...)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_backoff(self) -> ReaderSettings:
         if self.reconnect_max_delay < self.reconnect_delay:
             raise ValueError("reconnect_max_delay must be >= reconnect_delay")
         return self
+
+    def _check_device_settings(self, url: str | None) -> None:
+        """Refuse ``size``, ``fps`` and ``input_format`` for a source that is no webcam."""
+        given = [name for name in _DEVICE_FIELDS if getattr(self, name) is not None]
+        if given and (url is None or not is_device_url(url)):
+            where = "no url" if url is None else f"url {redact_url(url)!r}"
+            raise ValueError(
+                f"{', '.join(given)}: for webcams only (url: an index such as '0' or "
+                f"/dev/videoN), not for {where}"
+            )
 
 
 class StreamConfig(ReaderSettings):
@@ -277,6 +355,11 @@ class StreamConfig(ReaderSettings):
         allow_inf_nan=False,
         description="Our clock minus the sender's clock, in seconds.",
     )
+
+    @model_validator(mode="after")
+    def _check_device(self) -> StreamConfig:
+        self._check_device_settings(self.url)
+        return self
 
     @property
     def display_name(self) -> str:
@@ -630,6 +713,9 @@ class Camera(ReaderSettings):
 
     @model_validator(mode="after")
     def _check_roles(self) -> Camera:
+        self._check_device_settings(self.url)
+        if self.streams and any(getattr(self, name) is not None for name in _DEVICE_FIELDS):
+            raise ValueError(f"camera {self.name!r}: a webcam read directly has no further streams")
         if self.sender is None:
             if self.url is None:
                 raise ValueError(f"camera {self.name!r} needs a url or a sender")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .errors import ConfigError
 from .sync import SyncClock
 
 __all__ = ["BGRImage", "Frame", "FrameSet"]
@@ -31,7 +32,8 @@ class Frame:
     converting costs more CPU than decoding (about 1 ms against 0.4 ms for 640x480), so
     frames that are overwritten before anybody reads them are never converted. Every
     processor of a group gets the same array, so it is read-only: one that draws on it
-    takes a copy first (``frame.image.copy()``).
+    takes a copy first (``frame.image.copy()``). numpy takes a frame for its picture:
+    ``np.asarray(frame)`` is :attr:`image` (OpenCV wants that array, not the frame).
 
     Timestamps name their clock: ``capture_time`` is the sender's wall clock when the frame
     was captured, mapped to our clock (``None`` when the stream does not carry it);
@@ -101,6 +103,21 @@ class Frame:
                 self._image = _read_only(self._convert())
                 self._convert = None  # release the decoder's buffer
             return self._image
+
+    def __array__(
+        self, dtype: np.dtype[Any] | None = None, copy: bool | None = None
+    ) -> NDArray[Any]:
+        """The picture for ``np.asarray(frame)``: :attr:`image` itself (read-only, not
+        copied), or a writable copy with ``copy=True`` (``np.array(frame)``). A ``dtype``
+        other than ``uint8`` converts, which ``copy=False`` refuses (``ConfigError``, a
+        ``ValueError``, as numpy 2 asks). OpenCV takes only real arrays:
+        ``cv2.resize(np.asarray(frame), ...)`` or ``frame.image``."""
+        image = self.image
+        if dtype is not None and np.dtype(dtype) != image.dtype:
+            if copy is False:
+                raise ConfigError(f"{self.source}: frame {self.seq} is uint8, not {dtype}")
+            return image.astype(dtype)
+        return image.copy() if copy else image
 
     @property
     def nbytes(self) -> int:

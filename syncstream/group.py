@@ -100,9 +100,12 @@ class _Lane:
         self.aligner: Aligner[Frame] | None = None
         self.sources: dict[str, VideoStream] = {}  # camera name -> the stream feeding it
         self.workers: list[ProcessorWorker] = []
-        # the newest set, for read(role=...): its seq, delivered and skipped counts
+        # the newest set, for read(role=...): its seq, delivered and skipped counts; once
+        # the group is closed, read() raises at once (no drain of a set left over)
         where = "stream group" if role == MAIN_ROLE else f"stream group ({role} sets)"
-        self.sets: LatestSlot[FrameSet] = LatestSlot(where, noun="frame set", cond=cond)
+        self.sets: LatestSlot[FrameSet] = LatestSlot(
+            where, noun="frame set", cond=cond, drain=False
+        )
         self.partial = 0
         self.skews: deque[float] = deque(maxlen=_WINDOW)
         self.latencies: deque[float] = deque(maxlen=_WINDOW)
@@ -313,6 +316,8 @@ class StreamGroup:
             if closing is None:
                 self._closing = threading.current_thread()
             self._closed = True
+            for lane in self._lanes.values():
+                lane.sets.close()  # read() raises at once, even with a set unread
             self._cond.notify_all()
         if closing is not None:
             if closing is not threading.current_thread():
@@ -445,18 +450,33 @@ class StreamGroup:
 
         Raises ``ReadTimeout`` when none is complete in time, ``StreamEnded`` once every
         camera ended (files), ``StreamFailed`` when every camera stopped and one failed,
-        ``ProcessorError`` after a fatal processor error, ``StreamClosed`` after close().
+        ``ProcessorError`` after a fatal processor error, ``StreamClosed`` after close()
+        (at once, even when a set was left unread).
         """
         lane = self._lane(role)
         return lane.sets.take(timeout, check=self._raise_if_done, detail=self._waiting_for)
 
+    def frames(
+        self, timeout: float | None = None, duration: float | None = None, *, role: str = MAIN_ROLE
+    ) -> Iterator[FrameSet]:
+        """Yield frame sets as :meth:`read` returns them, until ``duration`` seconds have
+        passed (None: no end), every camera ended (files) or the group is closed.
+
+        Raises ``ReadTimeout`` when no set comes within ``timeout`` seconds (None: waits),
+        and what :meth:`read` raises besides ``StreamEnded`` and ``StreamClosed``;
+        ``ValueError`` at once for an unknown ``role``.
+
+        >>> for fs in group.frames(timeout=2.0, duration=60.0):  # doctest: +SKIP
+        ...     print(fs.seq, fs.skew, fs.missing)
+        """
+        lane = self._lane(role)
+        return lane.sets.items(
+            timeout, duration, check=self._raise_if_done, detail=self._waiting_for
+        )
+
     def __iter__(self) -> Iterator[FrameSet]:
-        """Yield frame sets until the group ends (files) or is closed."""
-        while True:
-            try:
-                yield self.read()
-            except (StreamEnded, StreamClosed):
-                return
+        """Yield frame sets until the group ends (files) or is closed: :meth:`frames`."""
+        return self.frames()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the group ends or is closed (True) or ``timeout`` passes (False).

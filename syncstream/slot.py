@@ -9,7 +9,8 @@ missed as gaps.
 
 Two ways to read:
 
-- :meth:`LatestSlot.take`: one consumer; returns the newest item it has not taken yet.
+- :meth:`LatestSlot.take`: one consumer; returns the newest item it has not taken yet
+  (:meth:`LatestSlot.items` iterates over it, with a deadline per item and in all);
 - :meth:`LatestSlot.get`: any number of readers, each remembering the ``seq`` it saw last.
 
 The slot can share its owner's ``Condition``, so that the owner's other state (a stream's
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import ReadTimeout, StreamClosed
+from .errors import ReadTimeout, StreamClosed, StreamEnded
 
 __all__ = ["LatestSlot"]
 
@@ -150,6 +151,38 @@ class LatestSlot(Generic[T]):
                     self.cond.notify_all()  # a producer in wait_taken()
                     return item
                 self._wait(deadline, timeout, check, detail)
+
+    def items(
+        self,
+        timeout: float | None = None,
+        duration: float | None = None,
+        *,
+        check: Callable[[], None] | None = None,
+        detail: Callable[[], str] | None = None,
+    ) -> Iterator[T]:
+        """Yield what :meth:`take` returns until ``duration`` seconds have passed since the
+        first item was asked for (None: no end), the slot is closed or ``check()`` raises
+        ``StreamEnded``. Raises ``ReadTimeout`` when no item comes within ``timeout``
+        seconds (None: waits); the end of ``duration`` ends a wait quietly.
+        """
+        end = None if duration is None else time.monotonic() + duration
+        while True:
+            wait, by_end = timeout, False
+            if end is not None:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return
+                if wait is None or remaining <= wait:
+                    wait, by_end = remaining, True
+            try:
+                item = self.take(wait, check=check, detail=detail)
+            except ReadTimeout:
+                if by_end:
+                    return
+                raise
+            except (StreamEnded, StreamClosed):
+                return
+            yield item
 
     def get(
         self,

@@ -83,6 +83,9 @@ class StreamOptions(TypedDict, total=False):
     allowed_senders: tuple[str, ...]
     parse_frames: bool
     rtsp_transport: RtspTransport
+    size: tuple[int, int] | None
+    fps: float | None
+    input_format: str | None
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,11 @@ class VideoStream:
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
         self._state = StreamState.NEW
-        # the newest frame: its seq, delivered and skipped counts; read() takes from it
-        self._frames: LatestSlot[Frame] = LatestSlot(self.name, noun="frame", cond=self._cond)
+        # the newest frame: its seq, delivered and skipped counts; read() takes from it.
+        # No drain: once closed, read() raises at once rather than return a frame left over.
+        self._frames: LatestSlot[Frame] = LatestSlot(
+            self.name, noun="frame", cond=self._cond, drain=False
+        )
         self._history: deque[Frame] = deque()  # at most `history` frames, max_history_bytes
         self._history_bytes = 0
         self._reconnects = 0
@@ -276,7 +282,8 @@ class VideoStream:
 
         Raises ``ReadTimeout`` when none arrives in time, ``StreamEnded`` after the last
         frame of a file, ``StreamFailed`` when the stream gave up, ``StreamClosed`` after
-        :meth:`close`. Never returns None and never the same frame twice.
+        :meth:`close` (at once, even when a frame was left unread). Never returns None and
+        never the same frame twice.
         """
         return self._frames.take(
             timeout, check=self._raise_if_done, detail=lambda: f"state {self._state.value}"
@@ -300,13 +307,28 @@ class VideoStream:
         with self._cond:
             return list(self._history)
 
+    def frames(
+        self, timeout: float | None = None, duration: float | None = None
+    ) -> Iterator[Frame]:
+        """Yield frames as :meth:`read` returns them, until ``duration`` seconds have passed
+        (None: no end), the stream ends (files) or it is closed.
+
+        Raises ``ReadTimeout`` when no frame comes within ``timeout`` seconds (None: waits),
+        and what :meth:`read` raises besides ``StreamEnded`` and ``StreamClosed``.
+
+        >>> for frame in stream.frames(timeout=2.0, duration=10.0):  # doctest: +SKIP
+        ...     print(frame.seq, frame.latency)
+        """
+        return self._frames.items(
+            timeout,
+            duration,
+            check=self._raise_if_done,
+            detail=lambda: f"state {self._state.value}",
+        )
+
     def __iter__(self) -> Iterator[Frame]:
-        """Yield frames until the stream ends (files) or is closed."""
-        while True:
-            try:
-                yield self.read()
-            except (StreamEnded, StreamClosed):
-                return
+        """Yield frames until the stream ends (files) or is closed: :meth:`frames`."""
+        return self.frames()
 
     def _raise_if_done(self) -> None:
         state = self._state

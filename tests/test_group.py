@@ -528,3 +528,31 @@ def test_a_hung_worker_is_closed_when_its_call_returns_and_never_called_again() 
     assert processor.closed_during_call is False
     wait_until(lambda: not worker.stats.running, 5.0, "the worker thread ends")
     assert calls == [(1, False)]
+
+
+def test_frames_iterate_for_a_duration_and_a_closed_group_refuses_at_once() -> None:
+    with StreamGroup([_camera("door")]) as group:
+        group.read(timeout=10.0)  # live
+        started = time.monotonic()
+        sets = list(group.frames(timeout=5.0, duration=0.5))
+        elapsed = time.monotonic() - started
+        with pytest.raises(ValueError, match="sub"):
+            group.frames(role="sub")
+        stats = group.stats
+        wait_until(
+            lambda: (s := group.stats).sets > s.delivered + s.skipped, 5.0, "a set waits unread"
+        )
+    assert sets and elapsed >= 0.5
+    assert [fs.seq for fs in sets] == sorted({fs.seq for fs in sets})
+    assert stats.delivered == len(sets) + 1
+    with pytest.raises(StreamClosed):
+        group.read(timeout=0)  # the set left unread is not handed out after close
+    assert list(group.frames(timeout=1.0)) == [] and list(group) == []
+
+
+def test_frames_raise_read_timeout_when_no_set_comes_in_time() -> None:
+    silent = Camera(name="quiet", url=f"udp://127.0.0.1:{free_udp_port()}")
+    with StreamGroup([silent], first_frame_wait=0.0, on_missing="wait") as group:
+        with pytest.raises(ReadTimeout, match="quiet"):
+            next(group.frames(timeout=0.3, duration=5.0))
+        assert list(group.frames(timeout=5.0, duration=0.3)) == []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from syncstream import ConfigError
+from syncstream import Camera, ConfigError, StreamGroup
 from syncstream.processors import Recorder, SpeakerDetector, Wall, WebView
 from syncstream.processors.recorder import RecorderOptions
 from syncstream.processors.speaker import SpeakerOptions
@@ -95,3 +95,18 @@ def test_a_session_whose_processors_refuse_fails_before_any_camera_starts(
         session.start()
     assert session.group.streams == {}  # no camera was started
     session.close()
+
+
+def test_the_built_in_processors_have_short_consistent_names(tmp_path: pathlib.Path) -> None:
+    wall = Wall()
+    camera = Camera(name="a", url=f"udp://127.0.0.1:{free_udp_port()}")
+    group = StreamGroup([camera])
+    try:
+        for processor in (wall, SpeakerDetector(), Recorder(tmp_path / "rec"), WebView(wall)):
+            group.add_processor(processor)
+        group.add_processor(Wall(name="lobby"))
+        group.add_processor(Wall())  # a second of a name gets a number
+        names = list(group.stats.processors)
+    finally:
+        group.close()
+    assert names == ["wall", "speaker", "recorder", "web", "lobby", "wall#2"]

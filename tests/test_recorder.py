@@ -246,7 +246,7 @@ def test_a_full_disk_stops_the_recording_not_the_group(
     assert "No space left" in stats.last_error
     assert recorder.stats.recording is False and recorder.stats.lost_sets > 0
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is error]
-    assert len(logged) == 1 and "processor Recorder" in logged[0].getMessage()
+    assert len(logged) == 1 and "processor recorder" in logged[0].getMessage()
     recording = Recording(target).open()
     assert recording.end is not None and recording.end.error == str(error)
 

@@ -138,11 +138,11 @@ def test_a_full_disk_stops_the_recording_cleanly_and_the_group_goes_on(
     if full != "all":
         assert (INDEX_NAME in str(error)) is (full == "index")
     # reported through the group's stats and log, once
-    stats = processors["Recorder"]
+    stats = processors["recorder"]
     assert stats.errors == 1 and stats.last_error is not None
     assert "No space left" in stats.last_error
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is error]
-    assert len(logged) == 1 and "processor Recorder" in logged[0].getMessage()
+    assert len(logged) == 1 and "processor recorder" in logged[0].getMessage()
     assert processors["counter"].errors == 0
 
     # the count of recorded sets is what reads back, and every set given is counted

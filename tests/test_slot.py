@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncstream.errors import ReadTimeout, StreamClosed, SyncStreamError
+from syncstream.errors import ReadTimeout, StreamClosed, StreamEnded, SyncStreamError
 from syncstream.slot import LatestSlot
 
 _JOIN = 5.0
@@ -295,3 +295,39 @@ def test_put_take_sequences_match_the_oracle(ops: list[tuple[str, int, bool]]) -
         assert slot.seq == len(oracle.items) - 1
         assert (slot.taken, slot.skipped) == (oracle.taken, oracle.skipped)
         assert slot.latest() == (oracle.items[-1] if oracle.items else None)
+
+
+def test_items_yield_each_new_item_and_end_at_the_duration_without_error() -> None:
+    slot: LatestSlot[int] = LatestSlot("cam0")
+    slot.put(0)
+    assert list(slot.items(timeout=5.0, duration=0.05)) == [0]  # then nothing new: ends
+    assert list(slot.items(duration=0)) == []
+
+
+def test_items_raise_read_timeout_when_no_item_comes_in_time() -> None:
+    slot: LatestSlot[int] = LatestSlot("cam0", noun="frame")
+    with pytest.raises(ReadTimeout, match=r"no new frame within 0\.05 s"):
+        list(slot.items(timeout=0.05, duration=5.0))
+
+
+def test_items_end_when_closed_or_when_check_says_ended() -> None:
+    slot: LatestSlot[int] = LatestSlot("cam0", drain=False)
+    waiting = threading.Event()
+    seen: list[int] = []
+    thread = threading.Thread(
+        target=lambda: seen.extend(slot.items(timeout=_JOIN, check=waiting.set)), daemon=True
+    )
+    thread.start()
+    assert waiting.wait(_JOIN)  # the iteration waits in the slot
+    slot.close()
+    thread.join(_JOIN)
+    assert not thread.is_alive() and seen == []
+    slot.put(1)  # left over after close: not drained
+    assert list(slot.items(timeout=_JOIN)) == []
+
+    def ended() -> None:
+        raise StreamEnded("file ended")
+
+    other: LatestSlot[int] = LatestSlot("file")
+    other.put(1)
+    assert list(other.items(timeout=_JOIN, check=ended)) == [1]  # the last item, then ends

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import pytest
 
@@ -355,3 +356,51 @@ def test_options_are_validated_with_the_field_name() -> None:
         VideoStream("udp://127.0.0.1:9", stall_timeout=-1)
     with pytest.raises(ValueError, match="stall_timeut"):
         VideoStream("udp://127.0.0.1:9", stall_timeut=1)  # type: ignore[call-arg]
+
+
+def test_read_after_close_raises_at_once_even_with_a_frame_unread() -> None:
+    fake = FakeSource(counting_reader(period=0.002))
+    stream = VideoStream("fake://a", source_factory=factory_of(fake)).start()
+    wait_until(lambda: stream.stats.decoded >= 2, 5.0, "frames decoded")  # one is unread
+    stream.close()
+    with pytest.raises(StreamClosed):
+        stream.read(timeout=0)
+    assert list(stream) == [] and list(stream.frames(timeout=1.0)) == []
+
+
+def test_frames_end_after_the_duration_and_time_out_without_frames() -> None:
+    fake = FakeSource(counting_reader(period=0.005))
+    with VideoStream("fake://a", source_factory=factory_of(fake)) as stream:
+        started = time.monotonic()
+        frames = list(stream.frames(timeout=2.0, duration=0.3))
+        elapsed = time.monotonic() - started
+    assert frames and elapsed >= 0.3
+    assert all(b.seq > a.seq for a, b in itertools.pairwise(frames))
+    with VideoStream("fake://a", source_factory=factory_of(FakeSource(blocking_reader))) as idle:
+        with pytest.raises(ReadTimeout, match=r"no new frame within 0\.1 s"):
+            next(idle.frames(timeout=0.1, duration=5.0))
+        assert list(idle.frames(timeout=5.0, duration=0.1)) == []  # the duration ends it
+
+
+def test_frames_of_a_file_end_with_its_last_frame() -> None:
+    fake = FakeSource(counting_reader(limit=5), is_live=False)
+    with VideoStream("fake.ts", source_factory=factory_of(fake), realtime=False) as stream:
+        assert [f.seq for f in stream.frames(timeout=2.0)] == list(range(5))
+
+
+def test_a_frame_is_an_array_for_numpy_and_opencv_through_asarray() -> None:
+    fake = FakeSource(counting_reader(period=0.002))
+    with VideoStream("fake://a", source_factory=factory_of(fake)) as stream:
+        frame = stream.read(timeout=2)
+    shared = np.asarray(frame)
+    assert shared is frame.image and not shared.flags.writeable  # no copy, read-only
+    own = np.array(frame)
+    assert own.flags.writeable and own is not frame.image and np.array_equal(own, shared)
+    own[:] = 0  # a copy to draw on
+    assert np.asarray(frame, dtype=np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match="uint8"):
+        np.asarray(frame, dtype=np.float32, copy=False)
+    assert float(np.mean(frame)) == float(frame.image.mean())
+    assert cv2.resize(np.asarray(frame), (3, 2)).shape == (2, 3, 3)
+    with pytest.raises(cv2.error):  # OpenCV takes real arrays only
+        cv2.resize(frame, (3, 2))  # type: ignore[call-overload]

@@ -33,6 +33,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: What a worker does when its processor raises: ``"log"`` logs and counts the error and
+#: goes on with the next set; ``"stop"`` ends the worker and reports the error.
 ErrorPolicy = Literal["log", "stop"]
 
 _JOIN_TIMEOUT = 2.0
@@ -68,7 +70,11 @@ class SupportsAttach(Protocol):
 
 
 def _describe(processor: Processor) -> str:
-    """The processor's ``name`` attribute (a wall's "wall"), else its function or class name."""
+    """The processor's ``name`` attribute, else its function or class name.
+
+    The built-in processors are named by it: ``wall``, ``side-by-side``, ``speaker``,
+    ``recorder`` and ``web`` (each ``group.stats.processors`` key).
+    """
     for attribute in ("name", "__name__"):
         name = getattr(processor, attribute, None)
         if isinstance(name, str) and name:

@@ -375,6 +375,8 @@ class SpeakerDetector:
         self.margin = options.margin
         self.on_result = on_result
         self.role = options.role
+        #: Its worker's name in a group and its output's name: ``"speaker"`` by default.
+        self.name = name
         self._group: GroupView | None = None
         self._output = ImageOutput(name)
         self._state: dict[str, _Camera] = {}

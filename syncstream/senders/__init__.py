@@ -4,7 +4,9 @@
 - :class:`LocalSender`: ffmpeg on this machine;
 - :class:`RemoteSender`: ffmpeg on a camera host over SSH;
 - both share :class:`~syncstream.senders.base.Sender`: preflight, watcher, restarts, stop;
-- :class:`SenderFleet`: the senders of a group's cameras, started in parallel.
+- :class:`SenderFleet`: the senders of a group's cameras, started in parallel;
+- :class:`FrameSender`: a program's own numpy pictures, encoded by PyAV and sent the same
+  way (MPEG-TS over UDP, the capture time in the timestamps), without an ffmpeg process.
 """
 
 from .base import PreflightCheck, ProcessHandle, Sender, preflight_checks
@@ -19,10 +21,14 @@ from .command import (
     testsrc_input_args,
 )
 from .fleet import SenderFleet, sender_config_for
+from .frame_sender import FrameSender, FrameSenderConfig, FrameSenderStats
 from .local import LocalSender
 from .remote import RemoteSender
 
 __all__ = [
+    "FrameSender",
+    "FrameSenderConfig",
+    "FrameSenderStats",
     "LocalSender",
     "PreflightCheck",
     "ProcessHandle",

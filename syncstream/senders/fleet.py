@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,9 @@ from .remote import RemoteSender
 __all__ = ["SenderFleet", "sender_addresses", "sender_config_for"]
 
 logger = logging.getLogger(__name__)
+#: One line per SSH host while a group starts: connected and its clock measured, or why
+#: not. The ``syncstream`` command shows these on stderr (INFO); the library adds no handler.
+progress = logging.getLogger(f"{__name__}.progress")
 
 _MAX_PARALLEL = 16
 T = TypeVar("T")
@@ -175,12 +179,30 @@ class SenderFleet:
 
         def measure(session: SSHSession) -> Callable[[], ClockOffset | None]:
             def connect_and_measure() -> ClockOffset | None:
-                session.connect()
-                if session.host not in measured:
-                    return None
-                return session.measure_clock_offset(self.clock_rounds)
+                started = time.monotonic()
+                try:
+                    session.connect()
+                    connected_ms = (time.monotonic() - started) * 1000
+                    if session.host not in measured:
+                        progress.info("%s: connected in %.0f ms (clock offset given)",
+                                      session.name, connected_ms)  # fmt: skip
+                        return None
+                    offset = session.measure_clock_offset(self.clock_rounds)
+                except Exception as exc:  # raised again: the camera's failure
+                    # the error raised says why, in full: here only which one
+                    progress.info("%s: failed (%s)", session.name, type(exc).__name__)
+                    raise
+                progress.info(
+                    "%s: connected in %.0f ms, clock offset %+.2f ms (+/- %.2f ms)",
+                    session.name, connected_ms, offset.offset * 1000, offset.uncertainty * 1000,
+                )  # fmt: skip
+                return offset
 
             return connect_and_measure
+
+        if sessions:
+            progress.info("connecting to %d SSH host(s) and measuring their clocks: %s",
+                          len(sessions), ", ".join(s.name for s in sessions.values()))  # fmt: skip
 
         results = _parallel(
             {host: measure(session) for host, session in sessions.items()}, self.close
@@ -195,14 +217,6 @@ class SenderFleet:
                 self._failures[camera.name] = result
             elif result is not None:
                 self.offsets[camera.name] = result
-        for host, result in results.items():
-            if isinstance(result, ClockOffset):
-                logger.info(
-                    "%s: clock offset %+.2f ms (+/- %.2f ms)",
-                    host.display_name,
-                    result.offset * 1000,
-                    result.uncertainty * 1000,
-                )
 
     def start(self, failed: Mapping[str, BaseException] | None = None) -> None:
         """Start every sender not failed in connect(); raise GroupStartError on any failure.

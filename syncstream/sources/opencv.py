@@ -21,8 +21,8 @@ from typing import Any
 
 import cv2
 
-from ..config import StreamConfig
-from ..errors import SourceError, SourceStalled, StreamEnded
+from ..config import DEVICE_PREFIXES, StreamConfig
+from ..errors import SourceError, SourceStalled, StreamEnded, UnsupportedSource
 from ..frames import BGRImage
 from ..urls import redact_url
 from .base import (
@@ -34,7 +34,7 @@ from .base import (
     check_picture_size,
 )
 
-__all__ = ["CAPTURE_OPTIONS", "OpenCVSource"]
+__all__ = ["CAPTURE_OPTIONS", "FOURCC", "OpenCVSource", "device_properties"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,37 @@ if os.environ.setdefault(_OPTIONS_ENV, CAPTURE_OPTIONS) != CAPTURE_OPTIONS:
     logger.info("OpenCV captures use the program's %s", _OPTIONS_ENV)
 
 
+#: FFmpeg's names of the formats webcams send, as the V4L2 four-character codes OpenCV
+#: asks a device for (``input_format``).
+FOURCC = {
+    "mjpeg": "MJPG", "yuyv422": "YUYV", "uyvy422": "UYVY", "h264": "H264", "nv12": "NV12",
+    "yuv420p": "YU12", "gray": "GREY", "rgb24": "RGB3", "bgr24": "BGR3",
+}  # fmt: skip
+
+
+def device_properties(config: StreamConfig) -> list[tuple[int, float]]:
+    """The ``VideoCapture.set`` calls that ask a webcam for ``config``'s format, size and
+    rate, in the order V4L2 wants them (the format first: it decides the sizes offered).
+    Raises :class:`UnsupportedSource` for an ``input_format`` without a V4L2 code."""
+    properties: list[tuple[int, float]] = []
+    if config.input_format is not None:
+        code = FOURCC.get(config.input_format)
+        if code is None:
+            raise UnsupportedSource(
+                f"{config.display_name}: input_format {config.input_format!r} has no V4L2 "
+                f"code for the 'opencv' backend; it takes {', '.join(sorted(FOURCC))}"
+            )
+        properties.append((cv2.CAP_PROP_FOURCC, float(cv2.VideoWriter.fourcc(*code))))
+    if config.size is not None:
+        properties += [
+            (cv2.CAP_PROP_FRAME_WIDTH, float(config.size[0])),
+            (cv2.CAP_PROP_FRAME_HEIGHT, float(config.size[1])),
+        ]
+    if config.fps is not None:
+        properties.append((cv2.CAP_PROP_FPS, config.fps))
+    return properties
+
+
 class OpenCVSource:
     """Reads one source through ``cv2.VideoCapture``; see the Source Protocol."""
 
@@ -59,7 +90,10 @@ class OpenCVSource:
         self.shown = redact_url(location) if isinstance(location, str) else str(location)
         self.counters = SourceCounters()
         text = str(location)
-        self.is_live = isinstance(location, int) or text.startswith("/dev/video") or "://" in text
+        self._device = isinstance(location, int) or text.startswith(DEVICE_PREFIXES)
+        self.is_live = self._device or "://" in text
+        #: What a webcam is asked for once open (see :func:`device_properties`).
+        self.device_properties = device_properties(config) if self._device else []
         self._capture: Any = None
         self._interrupted = False
 
@@ -73,8 +107,10 @@ class OpenCVSource:
             cv2.CAP_PROP_N_THREADS, 1,
         ]  # fmt: skip
         try:
-            if isinstance(self.location, int):
+            if self._device:
                 capture = cv2.VideoCapture(self.location, cv2.CAP_V4L2)
+                for prop, value in self.device_properties:
+                    capture.set(prop, value)
             else:
                 capture = cv2.VideoCapture(self.location, cv2.CAP_FFMPEG, params)
         except cv2.error as exc:
@@ -84,6 +120,11 @@ class OpenCVSource:
             raise SourceError(f"{self.name}: OpenCV cannot open {self.shown!r}")
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if self.config.size is not None and (width, height) != self.config.size and self._device:
+            logger.info(
+                "%s: asked for %dx%d, the device gives %dx%d", self.name, *self.config.size,
+                width, height,
+            )  # fmt: skip
         try:
             check_picture_size(self.name, width, height, self.config.max_pixels, self.counters)
         except SourceError:

@@ -29,7 +29,7 @@ from av.container import InputContainer
 from av.video.frame import VideoFrame
 
 from ..clock import MPEGTS_PTS_PERIOD
-from ..config import StreamConfig
+from ..config import DEVICE_PREFIXES, StreamConfig
 from ..errors import SourceChanged, SourceError, SourceStalled, StreamEnded
 from ..frames import BGRImage
 from ..logs import Throttle
@@ -48,7 +48,7 @@ from .base import (
 from .pipe import PipeReader
 from .udp import UdpTsReader, parse_udp_url
 
-__all__ = ["PyAVSource"]
+__all__ = ["PyAVSource", "v4l2_options"]
 
 logger = logging.getLogger(__name__)
 _throttle = Throttle(logger)  # closing fails at each reconnect, at worst: a line per 10 s
@@ -103,6 +103,21 @@ def _mpeg_video_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+def v4l2_options(config: StreamConfig) -> dict[str, str]:
+    """FFmpeg's V4L2 reader options for a webcam: the size, rate and format ``config`` asks
+    for, and ``ts=abs``: the kernel's capture time as a wall clock (a UVC driver's
+    monotonic stamps are converted), as the ffmpeg sender reads a device, so that frames
+    carry their capture time."""
+    options = {"ts": "abs"}
+    if config.size is not None:
+        options["video_size"] = f"{config.size[0]}x{config.size[1]}"
+    if config.fps is not None:
+        options["framerate"] = f"{config.fps:g}"
+    if config.input_format is not None:
+        options["input_format"] = config.input_format
+    return options
+
+
 def _to_bgr(frame: VideoFrame) -> BGRImage:
     image = frame.to_ndarray(format="bgr24")
     assert image.dtype == np.uint8
@@ -129,7 +144,9 @@ class PyAVSource:
         self._udp = location.startswith("udp://")
         # parsed here so that a malformed URL fails at start(), not in the reader thread
         self._udp_address = parse_udp_url(location) if self._udp else None
-        self._device = location.startswith("/dev/video")
+        self._device = location.startswith(DEVICE_PREFIXES)
+        #: What a webcam is opened with (see :func:`v4l2_options`); empty for other sources.
+        self.device_options = v4l2_options(config) if self._device else {}
         self._rtsp = location.startswith(_RTSP_SCHEMES)
         self._network = self._udp or location.startswith(_NETWORK_SCHEMES)
         self._fifo = fifo
@@ -254,6 +271,7 @@ class PyAVSource:
         kwargs: dict[str, Any] = {"mode": "r", "options": options, "timeout": timeout}
         if self._device:
             kwargs["format"] = "v4l2"
+            kwargs["options"] = {**options, **self.device_options}
         container = av.open(self.location, **kwargs)
         assert isinstance(container, InputContainer)
         return container

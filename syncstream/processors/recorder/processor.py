@@ -116,6 +116,8 @@ class Recorder:
     uses_pictures = False
     #: It records the cameras' main streams (the packets of further roles are not kept).
     role = "main"
+    #: Its worker's name in a group (``group.stats.processors["recorder"]``).
+    name = "recorder"
 
     def __init__(
         self,
