@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what syncstream needs on a Debian machine, then syncstream itself (editable).
 #   bash scripts/setup.sh          the library and the `syncstream` command
-#   bash scripts/setup.sh --test   plus what the test suite needs
+#   bash scripts/setup.sh --test   plus what the test suite needs (and the docs site)
 # Debian packages are installed with apt-get only when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +31,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 extras=""
-[ "$with_tests" = 1 ] && extras="[test,cluster]"
-python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
+[ "$with_tests" = 1 ] && extras="[test,cluster,docs]"
+# compat: the editable install puts this folder on sys.path (a .pth line) instead of an
+# import hook, so type checkers such as mypy find syncstream from any other project too
+python3 -m pip install -q --disable-pip-version-check -e ".${extras}" \
+    --config-settings editable_mode=compat
