@@ -43,9 +43,15 @@ from syncstream import (
     SSHHost,
     StreamGroup,
     SyncStreamError,
-    free_udp_port,
 )
-from syncstream.cli.args import address_arg, image_path_arg, positive_arg, size_arg
+from syncstream.cli.args import (
+    address_arg,
+    image_path_arg,
+    port_arg,
+    positive_arg,
+    size_arg,
+    udp_ports,
+)
 from syncstream.session_config import WallSettings, WebSettings
 
 #: A test pattern per simulated camera, the cheapest to generate first.
@@ -63,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         "hosts", nargs="*", metavar="[user@]host[:port]", help="camera hosts, 2 to 16 (SSH)"
     )
     parser.add_argument("--local", action="store_true", help="simulated cameras on this machine")
+    parser.add_argument(
+        "--port-base", type=port_arg, metavar="PORT",
+        help="UDP ports PORT, PORT+1, ... for the cameras (default: free ones)",
+    )  # fmt: skip
     parser.add_argument(
         "--cameras",
         type=int,
@@ -124,6 +134,7 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     try:
         if args.local:
             size = args.size or (320, 240)
+            ports = udp_ports(args.port_base)
             return [
                 Camera(
                     name=f"cam{index + 1}",
@@ -133,7 +144,7 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                         fps=args.fps,
                         clock_text=True,
                     ),
-                    port=free_udp_port(),
+                    port=next(ports),
                 )
                 for index in range(args.cameras or 4)
             ]
@@ -146,9 +157,10 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         sender = SenderConfig(
             input=args.input or "/dev/video0", size=args.size or (640, 480), fps=args.fps
         )
+        ports = udp_ports(args.port_base, "0.0.0.0")
         return [
             # a remote camera is read on udp://0.0.0.0:PORT: the port must be free there
-            Camera(name=name, host=host, sender=sender, port=free_udp_port("0.0.0.0"))
+            Camera(name=name, host=host, sender=sender, port=next(ports))
             for name, host in zip(camera_names(hosts), hosts, strict=True)
         ]
     except (ConfigError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
@@ -207,6 +219,7 @@ def main() -> int:
 
     session = build_session(args, cameras)
     group = session.group
+    assert isinstance(group, StreamGroup)  # a session without [cluster]
     reason = "stopped by SIGTERM"
     try:
         for camera in cameras:

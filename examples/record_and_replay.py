@@ -41,9 +41,8 @@ from syncstream import (
     SenderConfig,
     StreamGroup,
     SyncStreamError,
-    free_udp_port,
 )
-from syncstream.cli.args import positive_arg, size_arg
+from syncstream.cli.args import port_arg, positive_arg, size_arg, udp_ports
 
 #: A test pattern per simulated camera.
 PATTERNS = ("testsrc", "smptebars", "testsrc2", "rgbtestsrc", "smptehdbars", "pal75bars")
@@ -54,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("urls", nargs="*", help="camera URLs (udp://, rtsp://, http://, ...)")
     parser.add_argument("--local", action="store_true", help="simulated cameras on this machine")
+    parser.add_argument(
+        "--port-base", type=port_arg, metavar="PORT",
+        help="UDP ports PORT, PORT+1, ... for the cameras (default: free ones)",
+    )  # fmt: skip
     parser.add_argument(
         "--cameras",
         type=int,
@@ -88,11 +91,12 @@ def build_cameras(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--cameras goes with --local")
     if not args.local:
         return [Camera(name=f"cam{i + 1}", url=url) for i, url in enumerate(args.urls)]
+    ports = udp_ports(args.port_base)
     return [
         Camera(
             name=f"cam{i + 1}",
             sender=SenderConfig(input=PATTERNS[i % len(PATTERNS)], size=args.size, clock_text=True),
-            port=free_udp_port(),
+            port=next(ports),
         )
         for i in range(args.cameras or 2)
     ]

@@ -12,6 +12,7 @@ to the process, so no orphan keeps streaming.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -91,7 +92,36 @@ def _refused(session: SSHSession, doing: str, exc: BaseException) -> str:
 
 
 def _failed(session: SSHSession, doing: str, exc: BaseException) -> str:
+    if "Error reading SSH protocol banner" in str(exc):  # paramiko's words for it
+        return (
+            f"{session.name}: {doing}: port {session.host.port} answers, but not as an SSH "
+            "server (no SSH greeting)"
+        )
     return f"{session.name}: {doing}: {str(exc) or repr(exc)}"  # EOFError() says nothing
+
+
+#: A host that does not answer, in plain words, by the socket error's errno.
+_NO_ANSWER = {
+    errno.ECONNREFUSED: "connection refused: nothing listens on port {port}",
+    errno.ETIMEDOUT: "no answer within {timeout:g} s (timed out)",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTDOWN: "host is down",
+    errno.ECONNRESET: "connection reset by the host",
+}
+
+
+def _no_answer(session: SSHSession, doing: str, exc: BaseException) -> str:
+    host = session.host
+    if isinstance(exc, socket.gaierror):
+        plain = f"unknown host name {host.hostname!r} ({exc.strerror or exc})"
+    elif isinstance(exc, TimeoutError) and not isinstance(exc, SSHError):
+        plain = _NO_ANSWER[errno.ETIMEDOUT]  # socket.timeout carries no errno
+    elif isinstance(exc, OSError) and exc.errno in _NO_ANSWER:
+        plain = _NO_ANSWER[exc.errno]
+    else:
+        return _failed(session, doing, exc)
+    return f"{session.name}: {doing}: " + plain.format(port=host.port, timeout=host.connect_timeout)
 
 
 #: paramiko's errors, and the socket's under them, as ours: the first row that matches
@@ -104,7 +134,7 @@ _ERRORS: tuple[
     (paramiko.BadHostKeyException, HostKeyError, _bad_host_key),
     (paramiko.AuthenticationException, AuthenticationFailed, _refused),
     (paramiko.SSHException, SSHError, _failed),
-    (OSError, SSHError, _failed),
+    (OSError, SSHError, _no_answer),
     (EOFError, SSHError, _failed),
 )
 
@@ -134,12 +164,21 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
+        host = self._host
         fingerprint = key.fingerprint
-        scan = f"ssh-keyscan -p {self._host.port} {self._host.hostname}"
+        scan = f"ssh-keyscan -p {host.port} {host.hostname}"
+        target = host.known_hosts_file or "~/.ssh/known_hosts"
+        entry = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+        kind = (
+            "ecdsa" if key.get_name().startswith("ecdsa") else key.get_name().removeprefix("ssh-")
+        )
         raise HostKeyError(
-            f"{self._host.display_name}: host key {key.get_name()} {fingerprint} is not known. "
-            f"Check the fingerprint, then trust it with `{scan} >> ~/.ssh/known_hosts` "
-            "(or a file given as known_hosts_file), or set trust_unknown_hosts=True"
+            f"{host.display_name}: host key {key.get_name()} {fingerprint} is not known. "
+            f"Check the fingerprint (on the host: `ssh-keygen -lf "
+            f"/etc/ssh/ssh_host_{kind}_key.pub`), then trust "
+            f"it with `{scan} >> {target}`, or add this line to {target}: "
+            f"`{entry} {key.get_name()} {key.get_base64()}`; or set trust_unknown_hosts=True "
+            "(this session only)"
         )
 
 
@@ -347,6 +386,26 @@ class SSHSession:
             return sock
         raise error
 
+    def _await_greeting(self, sock: socket.socket) -> None:
+        """Wait (up to ``connect_timeout``) for the server's first bytes without taking
+        them, so that a port that accepts and stays silent is named as such."""
+        timeout = self.host.connect_timeout
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            sock.close()
+            raise SSHError(
+                f"{self.name}: cannot connect: port {self.host.port} accepted the connection "
+                f"but sent no SSH greeting within {timeout:g} s (not an SSH server, or "
+                "overloaded)"
+            ) from None
+        if not first:
+            sock.close()
+            raise SSHError(
+                f"{self.name}: cannot connect: the host closed the connection before its "
+                "SSH greeting (sshd refused us: MaxStartups, tcp wrappers, or not an SSH server)"
+            )
+
     def _open_client(self) -> paramiko.SSHClient:
         host = self.host
         client = paramiko.SSHClient()
@@ -373,6 +432,7 @@ class SSHSession:
         try:
             with self.translated("cannot connect"):
                 sock = self._dial()
+                self._await_greeting(sock)
                 client.connect(
                     host.hostname,
                     port=host.port,

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import cv2
 import pytest
 
 from syncstream.cli.console import StatusDisplay
+from syncstream.cli.demo import demo_config
 from syncstream.probe import StampSender
 from syncstream.processors.wall import Wall
 from syncstream.senders import free_udp_port
@@ -77,6 +79,38 @@ def test_demo_shows_every_camera_and_writes_the_wall(tmp_path: pathlib.Path) -> 
     assert all(tile.std() > 20 for tile in tiles)  # pictures, not blank tiles
     assert abs(float(tiles[0].mean()) - float(tiles[1].mean())) > 1  # each its own pattern
     assert not processes_with(f"size={size}:")
+
+
+def _free_udp_pair() -> int:
+    """A UDP port that is free with the one above it (bound and released, both)."""
+    for _ in range(20):
+        base = free_udp_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise AssertionError("no two free consecutive UDP ports")
+
+
+def test_demo_reads_its_cameras_on_the_ports_from_port_base() -> None:
+    base = _free_udp_pair()
+    assert [camera.port for camera in demo_config(2, 1.0, port_base=base).cameras] == [
+        base,
+        base + 1,
+    ]
+    result = _run(
+        "demo", "--cameras", "2", "--seconds", "2", *SMALL, "--no-snapshot",
+        "--port-base", str(base),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[:2] for line in _summary(result.stdout)[:2]] == [
+        ["cam1", "live"],
+        ["cam2", "live"],
+    ]
+    crowded = _run("demo", "--cameras", "2", "--port-base", "65535")
+    assert crowded.returncode == 2 and "leaves no room for 2 cameras" in crowded.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -297,7 +331,7 @@ def test_run_reports_every_bad_field_with_its_line_and_allowed_values(
         ("[group]\nsync = \"nearest\"\n", "cameras: required field missing"),
         ("[[cameras]]\nname = \"a\"\n", ":1: cameras[0]: camera 'a' needs a url or a sender"),
         ("[[cameras]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\n[[cameras]]\nname = \"a\"\n"
-         "url = \"udp://0.0.0.0:2\"\n", "camera names must be unique; repeated: a"),
+         "url = \"udp://0.0.0.0:2\"\n", ":2: camera name 'a' is used 2 times: line 2, line 5"),
         ("[[cameras]]\nname = \"a b\"\nurl = \"x\"\n", ":2: cameras[0].name: String should match"),
         ("cameras = []\n", ":1: cameras: List should have at least 1 item"),
         ("[[cameras]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\n[wall]\nenabled = false\n[web]\n",
@@ -411,17 +445,50 @@ def test_check_passes_a_good_host_and_measures_its_clock(
     assert header == ["host", "ssh", "host", "key", "login", "ffmpeg", "devices", "clock", "offset"]
     rows = _table(result.stdout)
     remote = rows[f"{sshd.username}@127.0.0.1:{sshd.port}"]
-    assert "reachable" in remote and "known (ssh-ed25519)" in remote
+    assert "known ed25519" in remote
     assert "FAIL" not in remote and " ms ±" in remote
-    assert "this machine" in rows and "0 (same clock)" in rows["this machine"]
+    assert "this machine" in rows and "0 (same)" in rows["this machine"]
     assert result.stdout.rstrip().endswith("all checks passed")
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+
+
+def test_check_names_only_the_cameras_that_failed(sshd: SshdServer, tmp_path: pathlib.Path) -> None:
+    body = (
+        f"[hosts.lab]\n{_host_fields(sshd)}\n\n"
+        f'[[cameras]]\nname = "good"\nhost = "lab"\nport = {free_udp_port()}\n'
+        'sender = { input = "testsrc" }\n\n'
+        f'[[cameras]]\nname = "bad"\nhost = "lab"\nport = {free_udp_port()}\n'
+        'sender = { input = "/dev/video97" }\n'
+    )
+    result = _run("check", str(_session_file(tmp_path, body)))
+    assert result.returncode == 1
+    assert "failed: devices (cameras bad)\n" in result.stdout
+    assert "bad: missing /dev/video97" in result.stdout
+
+
+def test_check_names_unreadable_sources_with_their_lines(tmp_path: pathlib.Path) -> None:
+    body = (
+        '[[cameras]]\nname = "gone"\nurl = "/nonexistent/cam.ts"\n\n'
+        '[[cameras]]\nname = "ftp"\nurl = "ftp://127.0.0.1/cam"\n\n'
+        f'[[cameras]]\nname = "ok"\nurl = "{ROOT / "tests/data/testsrc.mp4"}"\n\n'
+        f'[[cameras]]\nname = "udp"\nurl = "udp://127.0.0.1:{free_udp_port()}"\n'
+    )
+    path = _session_file(tmp_path, body)
+    result = _run("check", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert f"{path}:3: cameras[0].url: camera 'gone': no such file: /nonexistent/cam.ts" in lines
+    assert any(line.startswith(f"{path}:7: cameras[1].url: camera 'ftp': unsupported source")
+               for line in lines)  # fmt: skip
+    assert lines[-1] == "2 cameras cannot be read"
+    assert "'ok'" not in result.stdout and "'udp'" not in result.stdout
 
 
 def test_check_reports_a_missing_device(sshd: SshdServer, tmp_path: pathlib.Path) -> None:
     result = _run("check", _check_file(tmp_path, _host_fields(sshd), "/dev/video97"))
     assert result.returncode == 1
     remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
-    assert "FAIL remote: missing /dev/video97" in remote
+    assert "FAIL" in remote and "FAIL remote: missing /dev/video97" in result.stdout
     assert "failed: devices (cameras remote)" in result.stdout
 
 
@@ -434,8 +501,9 @@ def test_check_reports_an_unknown_host_key_and_refused_login(
     result = _run("check", _check_file(tmp_path, fields))
     assert result.returncode == 1
     remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
-    assert f"FAIL unknown (ssh-ed25519 {sshd.host_key_fingerprint})" in remote
-    assert "FAIL refused: host key not trusted" in remote
+    assert f"FAIL unknown (ssh-ed25519 {sshd.host_key_fingerprint})" in result.stdout
+    assert "FAIL refused: host key not trusted" in result.stdout and "FAIL" in remote
+    assert max(len(line) for line in result.stdout.splitlines() if "[" not in line[:1]) <= 100
 
 
 def test_check_reports_a_refused_key_and_an_unreachable_host(
@@ -459,12 +527,14 @@ def test_check_refuses_fifos_as_known_hosts_and_key_files_without_blocking(
     result = _run("check", _check_file(tmp_path, _host_fields(sshd, known_hosts_file=str(pipe))))
     assert result.returncode == 1
     remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
-    assert f"FAIL cannot read known hosts: {pipe}: is a FIFO (named pipe)" in remote
+    assert f"FAIL cannot read known hosts: {pipe}: is a FIFO (named pipe)" in result.stdout
     result = _run("check", _check_file(tmp_path, _host_fields(sshd, key_filename=str(pipe))))
     assert result.returncode == 1
     remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{sshd.port}"]
-    assert "known (ssh-ed25519)" in remote
-    assert f"FAIL cannot use the key: {pipe}: is a FIFO (named pipe); a private key" in remote
+    assert "known ed25519" in remote
+    assert (
+        f"FAIL cannot use the key: {pipe}: is a FIFO (named pipe); a private key" in result.stdout
+    )
 
 
 # -- probe ------------------------------------------------------------------------------
@@ -512,6 +582,28 @@ def test_probe_of_a_missing_file_fails_with_a_reason(tmp_path: pathlib.Path) -> 
     result = _run("probe", str(tmp_path / "none.ts"), "--open-timeout", "2")
     assert result.returncode == 1
     assert "error" in result.stdout
+
+
+def test_probe_of_a_file_shorter_than_seconds_reports_what_it_read() -> None:
+    # testsrc.mp4: 30 frames at 15 fps (2 s), probed for 30 s
+    result = _run("probe", str(ROOT / "tests/data/testsrc.mp4"), "--seconds", "30", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ended"] is True and report["error"] is None
+    assert report["frames"] == 30
+    assert report["duration"] == pytest.approx(29 / 15, abs=0.01)
+    text = _run("probe", str(ROOT / "tests/data/testsrc.mp4"), "--seconds", "30")
+    assert text.returncode == 0
+    lines = dict(line.split(None, 1) for line in text.stdout.splitlines())
+    assert lines["duration"].endswith("(read to the end)")
+
+
+def test_probe_of_a_refused_connection_says_so() -> None:
+    port = free_tcp_port()  # nothing listens there
+    result = _run("probe", f"tcp://127.0.0.1:{port}", "--open-timeout", "1")
+    assert result.returncode == 1
+    error = dict(line.split(None, 1) for line in result.stdout.splitlines())["error"]
+    assert error.startswith("connection refused (no frame within 1 s")
 
 
 def test_every_command_has_help() -> None:

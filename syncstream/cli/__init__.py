@@ -2,8 +2,9 @@
 
 - ``syncstream demo``: simulated cameras on this machine, as a wall, with live figures;
 - ``syncstream run FILE``: the cameras, hosts and processors of a session file;
-- ``syncstream check FILE``: preflight of every sender host, as a table;
-- ``syncstream probe URL``: what a stream carries and how late its frames arrive.
+- ``syncstream check FILE``: preflight of every sender host (or of a ``[cluster]``'s nodes);
+- ``syncstream probe URL``: what a stream carries and how late its frames arrive;
+- ``syncstream send URL``: a test pattern, a webcam or a file sent as a camera from Python.
 
 Exit status: 0 success, 1 failure (a camera, a host, no frames), 2 bad usage or config.
 """
@@ -19,9 +20,12 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import ConfigError
 from ..session_config import SessionConfig, load_session_config
-from .args import address_arg, positive_arg, size_arg
+from .args import address_arg, port_arg, positive_arg, size_arg
 
 __all__ = ["build_parser", "main"]
+
+#: The logger of the per-host progress lines of a starting session (see senders.fleet).
+PROGRESS_LOGGER = "syncstream.senders.fleet.progress"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=positive_arg, default=30.0)
     demo.add_argument("--sync", choices=("nearest", "latest", "exact"), default="nearest",
                       help="alignment policy (default nearest)")  # fmt: skip
+    demo.add_argument("--port-base", type=port_arg, metavar="PORT",
+                      help="UDP ports PORT, PORT+1, ... (default: free ones)")  # fmt: skip
 
     run = commands.add_parser("run", help="run the cameras and processors of a session file")
     run.add_argument("config", metavar="FILE", help="session file (TOML)")
     run.add_argument("--seconds", type=positive_arg, metavar="S", help="override [run] seconds")
     run.add_argument("--snapshot", metavar="PATH", help="override [run] snapshot")
 
-    check = commands.add_parser("check", help="preflight every host of a session file")
+    check = commands.add_parser(
+        "check", help="preflight every host of a session file (or its cluster's nodes)"
+    )
     check.add_argument("config", metavar="FILE", help="session file (TOML)")
 
     probe = commands.add_parser("probe", help="what a stream carries and how late it arrives")
@@ -71,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=("auto", "pyav", "opencv", "mjpeg_http", "tcp_framed"))  # fmt: skip
     probe.add_argument("--open-timeout", type=positive_arg, default=10.0, metavar="S")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    send = commands.add_parser(
+        "send", help="send a test pattern, a webcam or a file to udp://host:port, from Python"
+    )
+    send.add_argument("url", metavar="udp://HOST:PORT", help="where to send (a receiver)")
+    send.add_argument("--input", metavar="SRC",
+                      help="a webcam (0, /dev/video0) or a video file; default: a test "
+                           "pattern with the send time painted in")  # fmt: skip
+    send.add_argument("--seconds", type=positive_arg, metavar="S",
+                      help="how long to send (default: until stopped)")  # fmt: skip
+    send.add_argument("--size", type=size_arg, metavar="WxH",
+                      help="picture size (pattern default 640x480; asked of a webcam)")  # fmt: skip
+    send.add_argument("--fps", type=positive_arg, metavar="F",
+                      help="frame rate (pattern default 30; asked of a webcam)")  # fmt: skip
+    send.add_argument("--input-format", metavar="NAME",
+                      help="what to ask a webcam for: mjpeg, yuyv422, h264, ...")  # fmt: skip
+    send.add_argument("--bitrate", metavar="RATE", help="H.264 target bitrate, e.g. 2M")
     return parser
 
 
@@ -80,6 +105,18 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # one plain line per SSH host while a session starts, unless -q
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    progress.setLevel(logging.ERROR if quiet else logging.INFO)
+    progress.propagate = False
+    for old in [h for h in progress.handlers if getattr(h, "syncstream_progress", False)]:
+        progress.removeHandler(old)  # main() called again: today's stderr, one handler
+    handler = logging.StreamHandler()  # stderr, so that stdout stays the status
+    handler.setFormatter(logging.Formatter("syncstream: %(message)s"))
+    handler.syncstream_progress = True  # type: ignore[attr-defined]
+    progress.addHandler(handler)
+    # paramiko logs a traceback for a failed handshake; the error raised says it in a line
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
 
 
 def _load(path: str) -> SessionConfig | None:
@@ -116,18 +153,31 @@ def _dispatch(args: argparse.Namespace) -> int:
             sync=args.sync,
             serve=args.serve,
             snapshot=snapshot,
+            port_base=args.port_base,
         )
     if args.command == "probe":
         from .probe import run_probe
 
         return run_probe(args.url, args.seconds, args.backend, args.open_timeout, args.json)
+    if args.command == "send":
+        from .send import run_send
+
+        return run_send(
+            args.url,
+            source=args.input,
+            seconds=args.seconds,
+            size=args.size,
+            fps=args.fps,
+            input_format=args.input_format,
+            bitrate=args.bitrate,
+        )
     config = _load(args.config)
     if config is None:
         return 2
     if args.command == "check":
         from .check import run_check
 
-        return run_check(config)
+        return run_check(config, path=args.config)
     from .console import run_session
 
     overrides = {"seconds": args.seconds} if args.seconds is not None else {}

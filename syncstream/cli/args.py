@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import pathlib
+from collections.abc import Iterator
 
 import cv2
 
-__all__ = ["address_arg", "image_path_arg", "positive_arg", "size_arg"]
+from ..senders import free_udp_port
+
+__all__ = ["address_arg", "image_path_arg", "port_arg", "positive_arg", "size_arg", "udp_ports"]
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -28,6 +32,21 @@ def address_arg(text: str) -> tuple[str, int]:
     if not (sep and host and port.isdigit() and int(port) <= 65535):
         raise argparse.ArgumentTypeError(f"address must look like 127.0.0.1:8080, not {text!r}")
     return host.strip("[]"), int(port)
+
+
+def port_arg(text: str) -> int:
+    """A UDP or TCP port number, 1 to 65535."""
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"port must be 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def udp_ports(base: int | None, host: str = "127.0.0.1") -> Iterator[int]:
+    """Ports for cameras, one per ``next()``: ``base``, ``base + 1``, ... (a firewall's open
+    range, from ``--port-base``), or a free one on ``host`` each time when ``base`` is None."""
+    if base is not None:
+        return iter(range(base, 65536))
+    return (free_udp_port(host) for _ in itertools.count())
 
 
 def positive_arg(text: str) -> float:

@@ -45,10 +45,16 @@ class StopSignals:
         """Sleep up to ``timeout`` seconds; True once a stop signal came."""
         return self.event.wait(timeout)
 
-    def __enter__(self) -> StopSignals:
+    def install(self) -> None:
+        """Take the signals (again: a library started since, such as Ray connecting to a
+        cluster, may have put its own SIGTERM handler in place); main thread only."""
         if threading.current_thread() is threading.main_thread():
             for signum in _SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                previous = signal.signal(signum, self._handle)
+                self._previous.setdefault(signum, previous)  # restored by __exit__
+
+    def __enter__(self) -> StopSignals:
+        self.install()
         return self
 
     def __exit__(
@@ -101,10 +107,11 @@ def run_session(
         except SyncStreamError as exc:
             print(f"syncstream: {exc}", file=sys.stderr)
             return 1
+        stop.install()  # Ray's driver (a [cluster] session) sets its own SIGTERM handler
         status = 0
         try:
             out.write(banner + "\n")
-            if session.web is not None:
+            if session.web is not None and session.web.options.listen:  # else: ASGI only
                 out.write(f"web view: {session.web.url}\n")
             out.flush()
             status = _watch(session, stop, out, live)

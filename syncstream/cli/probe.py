@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 import time
@@ -10,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from ..config import Backend
-from ..errors import ReadTimeout, StampNotFound, SyncStreamError
+from ..errors import ReadTimeout, StampNotFound, StreamEnded, SyncStreamError
+from ..frames import Frame
 from ..probe import decode_stamp
 from ..sources.base import EncodedPacket
 from ..stats import MIN_RATE_SPAN, percentile
@@ -31,6 +33,11 @@ class ProbeReport:
     width: int | None = None
     height: int | None = None
     frames: int = 0
+    #: Seconds of stream read: the first to the last frame's timestamp (their arrival
+    #: when the stream carries no timestamps); None before a frame.
+    duration: float | None = None
+    #: True when the stream ended (a file read to its end) before ``seconds`` passed.
+    ended: bool = False
     #: Frames per second from the first frame to the end of the probe.
     fps: float = 0.0
     keyframes: int = 0
@@ -80,16 +87,25 @@ def probe_stream(
         stream.add_packet_listener(on_packet)
         try:
             frame = stream.read(timeout=open_timeout)
+        except StreamEnded:
+            report.ended = True
+            report.error = "the stream ended before its first frame"
+            _fill_counters(report, stream)
+            return report
         except ReadTimeout:
-            waiting = stream.stats.waiting_for  # "no data on udp port 9001"
+            stats = stream.stats
+            waiting = stats.waiting_for  # "no data on udp port 9001"
             report.error = f"no frame within {open_timeout:g} s" + (
                 f": {waiting}" if waiting else ""
             )
+            plain = _plain_reason(stats.last_error)
+            if plain is not None:  # "connection refused" first, the details after
+                report.error = f"{plain} ({report.error}; last error: {stats.last_error})"
             _fill_counters(report, stream)
             return report
         report.first_frame_after = time.monotonic() - started
         end = time.monotonic() + seconds
-        first_seq, first_arrival_mono = frame.seq, frame.arrival_mono
+        first = frame
         while time.monotonic() < end and not (stop and stop.event.is_set()):
             if frame.capture_time is not None:
                 report.capture_clock = "sender"
@@ -101,11 +117,19 @@ def probe_stream(
                 frame = stream.read(timeout=max(0.05, end - time.monotonic()))
             except ReadTimeout:
                 break
-        report.frames = frame.seq - first_seq + 1
+            except StreamEnded:  # a file shorter than ``seconds``: report what it held
+                report.ended = True
+                break
+        report.frames = frame.seq - first.seq + 1
+        report.duration = _span(first, frame)
         # over the probe's own span (the stream's last seconds include its opening), as
         # per_second takes it: at least MIN_RATE_SPAN, or the whole probe if shorter
-        elapsed = time.monotonic() - first_arrival_mono
-        report.fps = report.frames / max(elapsed, min(seconds, MIN_RATE_SPAN))
+        if report.ended:
+            elapsed = frame.arrival_mono - first.arrival_mono
+            report.fps = (report.frames - 1) / elapsed if elapsed > 0 else 0.0
+        else:
+            elapsed = time.monotonic() - first.arrival_mono
+            report.fps = report.frames / max(elapsed, min(seconds, MIN_RATE_SPAN))
         _fill_counters(report, stream)
     if packets:
         report.codec = packets[0].format.codec
@@ -125,6 +149,31 @@ def probe_stream(
             "it (NTP) or the camera's clock_offset, or choose its clock_fix"
         )
     return report
+
+
+#: Socket errors worth saying plainly, found by their errno in a source's error text.
+_PLAIN_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+}
+
+
+def _plain_reason(error: str | None) -> str | None:
+    """Say "connection refused" and the like when ``error`` is a socket error, else None."""
+    for number, reason in _PLAIN_REASONS.items():
+        if error is not None and f"[Errno {number}]" in error:
+            return reason
+    return None
+
+
+def _span(first: Frame, last: Frame) -> float:
+    """Seconds from ``first`` to ``last``: by their timestamps, else by their arrival."""
+    if first.pts_time is not None and last.pts_time is not None:
+        return max(0.0, last.pts_time - first.pts_time)
+    return last.arrival_mono - first.arrival_mono
 
 
 def _fill_counters(report: ProbeReport, stream: VideoStream) -> None:
@@ -150,6 +199,12 @@ def _clock_error(report: ProbeReport) -> str:
     return f"{error:+.3f} s" + (f" (off: beyond ±{report.clock_warning:g} s)" if off else "")
 
 
+def _duration(report: ProbeReport) -> str:
+    if report.duration is None:
+        return "-"
+    return f"{report.duration:.2f} s" + (" (read to the end)" if report.ended else "")
+
+
 def print_report(report: ProbeReport, out: TextIO) -> None:
     """The report as aligned ``key: value`` lines."""
     size = "-" if report.width is None else f"{report.width}x{report.height}"
@@ -159,6 +214,7 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
         ("codec", report.codec or "-"),
         ("size", size),
         ("frames", f"{report.frames} ({report.fps:.1f} fps, {report.keyframes} keyframes)"),
+        ("duration", _duration(report)),
         ("first frame after", first),
         ("capture clock", report.capture_clock),
         ("latency p50/p95", f"{_ms(report.latency_p50)} / {_ms(report.latency_p95)}"),
@@ -186,7 +242,8 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
 def run_probe(
     url: str, seconds: float, backend: Backend, open_timeout: float, as_json: bool
 ) -> int:
-    """Probe and print; exit status 0 when frames came, 1 otherwise."""
+    """Probe and print; exit status 0 when frames came (a file shorter than ``seconds``
+    read to its end included), 1 otherwise."""
     with StopSignals() as stop:
         try:
             report = probe_stream(
