@@ -19,6 +19,7 @@ import pytest
 
 from syncstream.cli.console import StatusDisplay
 from syncstream.cli.demo import demo_config
+from syncstream.cli.reasons import plain_os_error, plain_reason
 from syncstream.probe import StampSender
 from syncstream.processors.wall import Wall
 from syncstream.senders import free_udp_port
@@ -513,10 +514,23 @@ def test_check_reports_a_refused_key_and_an_unreachable_host(
     result = _run("check", _check_file(tmp_path, stranger))
     assert result.returncode == 1
     assert "FAIL authentication refused" in result.stdout
-    closed = _host_fields(sshd, port=free_tcp_port(), connect_timeout=2.0)
+    port = free_tcp_port()  # nothing listens there
+    closed = _host_fields(sshd, port=port, connect_timeout=2.0)
     result = _run("check", _check_file(tmp_path, closed))
     assert result.returncode == 1
-    assert "FAIL unreachable: Connection refused" in result.stdout
+    remote = _table(result.stdout)[f"{sshd.username}@127.0.0.1:{port}"]
+    assert "FAIL connection refused" in remote  # the words of `syncstream probe`
+    assert "Connection refused" not in result.stdout
+
+
+def test_socket_errors_read_the_same_for_check_and_probe() -> None:
+    port = free_tcp_port()
+    with pytest.raises(OSError) as refused:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert plain_os_error(refused.value) == "connection refused"
+    assert plain_reason(f"tcp://127.0.0.1:{port}: {refused.value}") == "connection refused"
+    assert plain_os_error(TimeoutError("timed out")) == "no answer (timed out)"
+    assert plain_os_error(socket.gaierror(socket.EAI_NONAME, "unknown")) == "host not found"
 
 
 def test_check_refuses_fifos_as_known_hosts_and_key_files_without_blocking(

@@ -6,11 +6,13 @@ the ffmpeg processes of that test are gone once the example has ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 
 from syncstream.processors.wall import Wall
+from syncstream.senders import free_udp_port
 from syncstream.testing.sshd import SshdServer
 from tests.conftest import free_tcp_port, get_when_served, processes_with
 
@@ -137,6 +140,54 @@ def test_cctv_wall_serves_the_wall_and_stops_cleanly_on_a_signal(signum: signal.
     assert not processes_with(f"size={size}:")
     with pytest.raises(OSError):
         _get(f"http://127.0.0.1:{port}/stats", timeout=1)
+
+
+def _free_udp_range(count: int) -> int:
+    """A port P with P, P+1, ... P+count-1 all free on 127.0.0.1 (bound and let go)."""
+    for _ in range(50):
+        base = free_udp_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    raise AssertionError(f"no {count} free UDP ports in a row")
+
+
+def test_cctv_wall_reads_its_cameras_on_the_port_base() -> None:
+    base = _free_udp_range(2)
+    size = "348x268"
+    proc = _start("cctv_wall.py", "--local", "--cameras", "2", "--size", size,
+                  "--seconds", "30", "--port-base", str(base))  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        live: set[str] = set()
+        for line in proc.stdout:  # a status line per camera each second
+            if line.split()[:2] in (["cam1", "live"], ["cam2", "live"]):
+                live.add(line.split()[0])
+            if live == {"cam1", "cam2"}:
+                break
+        assert live == {"cam1", "cam2"}, "the example ended before both cameras were live"
+        # frames came through base and base + 1: each sender sends there, each port is
+        # held by the example's receiver while it runs
+        senders = [p.command for p in processes_with(f"size={size}:")]
+        for port in (base, base + 1):
+            assert sum(f"udp://127.0.0.1:{port}" in command for command in senders) == 1
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(OSError):
+                sock.bind(("127.0.0.1", port))
+        proc.send_signal(signal.SIGTERM)
+        stdout = proc.stdout.read()  # the rest; communicate() would lose what was read
+        stderr = proc.stderr.read()
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGTERM" in stdout
+    assert not processes_with(f"size={size}:")
 
 
 @pytest.mark.parametrize(

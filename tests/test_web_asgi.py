@@ -124,6 +124,8 @@ def test_page_stats_snapshot_and_stream_under_a_prefix() -> None:
         assert stats.headers["content-type"] == "application/json"
         document = json.loads(stats.content)
         assert document["web"]["url"] is None and list(document["web"]["outputs"]) == ["wall"]
+        assert "history" not in document  # the charts' minute only when asked (no group: none)
+        assert json.loads(client.get(base + PREFIX + "/stats?history=1").content)["history"] == {}
         snapshot = client.get(base + PREFIX + "/snapshot.jpg?output=wall")
         assert snapshot.headers["content-type"] == "image/jpeg"
         assert _decode(snapshot.content).shape == (SIZE[1], SIZE[0], 3)

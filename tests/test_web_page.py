@@ -7,6 +7,7 @@ looked at in Debian's chromium through chromedriver. Waits poll a condition with
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +28,10 @@ from test_web import (
 
 from syncstream import Camera, StreamGroup
 from syncstream.processors.web import WebView
+from syncstream.processors.web.history import ChartHistory, ChartSample
 from syncstream.senders import free_udp_port
 from syncstream.testing.plugin import StampSenderFactory
+from tests.conftest import wait_until
 
 SIZES = {"a": (320, 240), "b": (352, 240)}  # the same height: SideBySide stacks them
 CAMERA_COLUMNS = [
@@ -216,6 +219,51 @@ def test_the_page_draws_a_chart_per_camera_and_the_camera_table_in_chromium(
         image = driver.find_element(By.ID, "view")
         shown = _region(driver.get_screenshot_as_png(), image.rect)
         assert shown.std() > 10  # the picture, not a blank element
+        log = driver.get_log("browser")
+    finally:
+        driver.quit()
+    assert _errors(log) == []
+
+
+def test_the_history_of_a_camera_is_capped_to_the_window() -> None:
+    history = ChartHistory(window=60.0, interval=1.0)
+    assert history.max_samples == 61
+    for second in range(500):  # more than eight minutes of samples
+        history.add("a", ChartSample(float(second), 15.0, 0.02, None))
+    assert len(history) == history.max_samples
+    samples = history.document(now_mono=499.0)["a"]
+    assert [s["age"] for s in samples] == [float(age) for age in range(60, -1, -1)]
+    assert samples[-1] == {"age": 0.0, "fps": 15.0, "latency": 0.02, "skew": None}
+    assert history.document(now_mono=600.0) == {"a": []}  # beyond the window: not drawn
+
+
+def test_a_reloaded_page_draws_the_last_minute_at_once_in_chromium(
+    two_cameras: tuple[StreamGroup, WebView], tmp_path: pathlib.Path
+) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, view = two_cameras
+
+    def kept() -> dict[str, list[dict[str, Any]]]:
+        status, _, body = _get(view, "/stats?history=1")
+        assert status == 200
+        history: dict[str, list[dict[str, Any]]] = json.loads(body)["history"]
+        return history
+
+    wait_until(lambda: min(len(s) for s in kept().values()) >= 5, DEADLINE, "5 samples each")
+    history = kept()
+    assert set(history) == {"a", "b"} and "history" not in _stats(view)  # asked for only
+    assert all(s["fps"] > 0 and 0 <= s["age"] <= 60 for s in history["a"][-3:])
+    assert len(view.history) <= 2 * view.history.max_samples
+    driver = _chromium(tmp_path / "chromium")
+    try:
+        for _ in range(2):  # opened, then reloaded: both draw the kept minute at once
+            driver.get(view.url)
+            wait = WebDriverWait(driver, DEADLINE)
+            # the first answer's points: the kept ones (a page of its own would have one)
+            wait.until(lambda d: _points(d, "a") > 0 and _points(d, "b") > 0)
+            assert min(_points(driver, "a"), _points(driver, "b")) >= 5
+            assert _fps_line_pixels(driver, "a") > 0
         log = driver.get_log("browser")
     finally:
         driver.quit()

@@ -28,6 +28,7 @@ from ..session_config import SessionConfig
 from ..sources import create_source
 from ..ssh import SSHSession
 from ..validation import key_line
+from .reasons import plain_os_error
 
 __all__ = [
     "HostCheck",
@@ -106,7 +107,7 @@ def check_host(host: SSHHost, cameras: list[Camera], clock_rounds: int) -> HostC
     try:
         socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout).close()
     except OSError as exc:
-        row.fail("ssh", f"unreachable: {exc.strerror or exc}")
+        row.fail("ssh", plain_os_error(exc))
         return row
     row.ok("ssh", "ok")
     _host_key(host, row)

@@ -9,7 +9,8 @@ connection loop (:mod:`~syncstream.processors.web.connections`) or the ASGI app
 
 =========================  ==============================================================
 ``GET /``                  the page
-``GET /stats``             the numbers as JSON
+``GET /stats``             the numbers as JSON; ``?history=1`` adds each camera's chart
+                           numbers over the last minute (``history``)
 ``GET /stream.mjpg``       an output (``?output=NAME``) or a camera (``?camera=NAME``)
                            as MJPEG
 ``GET /snapshot.jpg``      the same, one picture
@@ -136,7 +137,7 @@ class Router:
         outputs: Mapping[str, JpegFeed],
         cameras: CameraFeeds,
         credentials: Credentials | None,
-        stats_document: Callable[[], bytes],
+        stats_document: Callable[[bool], bytes],
     ) -> None:
         self._page = page
         self._outputs = dict(outputs)
@@ -176,7 +177,9 @@ class Router:
             policy = f"Content-Security-Policy: {PAGE_POLICY}"
             return Reply(200, "text/html; charset=utf-8", self._page, (policy, *cookie))
         if request.path == "/stats":
-            return Computed(lambda: Reply(200, "application/json", self._stats_document()))
+            history = request.query.get("history", ["0"])[0] == "1"
+            document = self._stats_document
+            return Computed(lambda: Reply(200, "application/json", document(history)))
         if request.path in ("/stream.mjpg", "/snapshot.jpg"):
             camera = request.query.get("camera", [None])[0]
             if camera is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,6 +32,7 @@ from .cameras import CameraFeeds
 from .clients import Watchers, WebClientStats
 from .connections import Answer, ConnectionLoop, Deferred, Streamed
 from .feed import JpegFeed, WebOutputStats, stream_mjpeg
+from .history import ChartHistory
 from .http import Request, host_port, json_document
 from .limits import Limits, Tally
 from .options import WebViewOptions
@@ -199,6 +201,8 @@ class WebView:
         quality = options.jpeg_quality
         self._feeds = {name: JpegFeed(name, out, quality) for name, out in resolved.items()}
         self._cameras = CameraFeeds(quality)
+        #: Each camera's chart numbers over the last minute (sampled once attached).
+        self.history = ChartHistory()
         #: Connections and requests of both transports (one ``max_clients`` for both).
         self.tally = Tally(self.limits)
         #: The clients watching streams, through either transport.
@@ -290,6 +294,7 @@ class WebView:
         for feed in self._feeds.values():  # ends the streams
             feed.close()
         self._cameras.close()
+        self.history.close(timeout)
         if self._connections is not None:
             self._connections.close(timeout)
         for feed in self._feeds.values():
@@ -364,6 +369,7 @@ class WebView:
         if self.started:
             self._cameras.start()
         self.start()
+        self.history.start(lambda: group.stats, self._url_or_host())
 
     def __call__(self, frameset: FrameSet) -> None:
         """Keep the newest set's timing for ``/stats``, and its frames for the cameras'
@@ -404,15 +410,16 @@ class WebView:
             cameras=self._cameras.stats(),
         )
 
-    def _stats_document(self) -> bytes:
+    def _stats_document(self, history: bool) -> bytes:
         group = self._group
-        return json_document(
-            {
-                "web": self.stats,
-                "group": None if group is None else group.stats,
-                "frameset": self._frameset,
-            }
-        )
+        document: dict[str, object] = {
+            "web": self.stats,
+            "group": None if group is None else group.stats,
+            "frameset": self._frameset,
+        }
+        if history:  # the page's first request: its charts start with the last minute
+            document["history"] = self.history.document(time.monotonic())
+        return json_document(document)
 
     # -- serving ----------------------------------------------------------------------
 
