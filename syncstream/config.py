@@ -41,6 +41,7 @@ __all__ = [
     "RtspTransport",
     "SSHHost",
     "SenderConfig",
+    "SenderEncoding",
     "SenderOutput",
     "StreamConfig",
     "SyncPolicy",
@@ -259,9 +260,11 @@ class ReaderSettings(Model):
     parse_frames: bool = Field(
         default=False,
         description="udp:// MPEG-TS: let FFmpeg's parser find where frames end, which waits "
-        "for the next frame to start. False: each PES packet is one whole frame (as ffmpeg "
-        "and every syncstream sender write it) and is decoded as soon as it is in, a frame "
-        "interval sooner. Set it for a sender that splits or merges frames across PES packets.",
+        "for the next frame to start. False: each PES packet is one whole frame (as ffmpeg, "
+        "GStreamer and every syncstream sender write it) and is decoded as soon as it is in, "
+        "a frame interval sooner; the end of a PES of unknown length (ffmpeg's default "
+        "muxing) is found on the wire (stats.frame_ends_found). Set it for a sender that "
+        "splits or merges frames across PES packets.",
     )
     rtsp_transport: RtspTransport = Field(
         default="auto",
@@ -442,7 +445,51 @@ class SenderOutput(Encoding):
         return value
 
 
-class SenderConfig(Model):
+class SenderEncoding(Model):
+    """The encoding settings every sender of MPEG-TS over UDP has: the ffmpeg senders'
+    (:class:`SenderConfig`) and a program's own (:class:`~syncstream.FrameSenderConfig`)."""
+
+    fps: float = Field(
+        default=30.0,
+        gt=0,
+        le=240,
+        description="Frames per second: the rate the camera captures at (a FrameSender: about "
+        "how many pictures a second the program sends); the encoder's rate control and the "
+        "default keyframe interval go by it, the timestamps are the capture times.",
+    )
+    bitrate: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?[kKmM]?$",
+        description="Target bitrate such as '2M' or '800k'; None: the encoder's default.",
+    )
+    gop: int | None = Field(
+        default=None,
+        ge=1,
+        le=600,
+        description="Frames between keyframes (a receiver that joins waits for one); None: "
+        "one second's worth at fps.",
+    )
+    pkt_size: int = Field(
+        default=1316,
+        ge=188,
+        le=65424,
+        description="UDP payload size: a multiple of the 188-byte TS packet (1316 = 7).",
+    )
+
+    @field_validator("pkt_size")
+    @classmethod
+    def _check_pkt_size(cls, value: int) -> int:
+        if value % 188:
+            raise ValueError(f"pkt_size must be a multiple of 188, got {value}")
+        return value
+
+    @property
+    def effective_gop(self) -> int:
+        """The keyframe interval in frames: ``gop`` or one second's worth."""
+        return self.gop if self.gop is not None else max(1, round(self.fps))
+
+
+class SenderConfig(SenderEncoding):
     """One camera's ffmpeg sender: input, encoding and the UDP destination of its MPEG-TS."""
 
     destination: str | None = Field(
@@ -465,24 +512,9 @@ class SenderConfig(Model):
     size: tuple[int, int] = Field(
         default=(640, 480), description="Width and height in pixels (even numbers)."
     )
-    fps: float = Field(default=30.0, gt=0, le=240, description="Frames per second.")
     codec: Codec = Field(
         default="libx264",
         description="libx264 (ultrafast, zerolatency) or mpeg2video (no B-frames).",
-    )
-    bitrate: str | None = Field(
-        default=None,
-        pattern=r"^[0-9]+(\.[0-9]+)?[kKmM]?$",
-        description="Target bitrate such as '2M' or '800k'; None: the encoder's default.",
-    )
-    gop: int | None = Field(
-        default=None, ge=1, le=600, description="Frames between keyframes; None: one second."
-    )
-    pkt_size: int = Field(
-        default=1316,
-        ge=188,
-        le=65424,
-        description="UDP payload size: a multiple of the 188-byte TS packet (1316 = 7).",
     )
     clock_text: bool = Field(
         default=False,
@@ -543,13 +575,6 @@ class SenderConfig(Model):
                 )
         return self
 
-    @field_validator("pkt_size")
-    @classmethod
-    def _check_pkt_size(cls, value: int) -> int:
-        if value % 188:
-            raise ValueError(f"pkt_size must be a multiple of 188, got {value}")
-        return value
-
     @property
     def input_kind(self) -> InputKind:
         """What ``input`` names: a test ``pattern``, a V4L2 ``device`` or a ``file``."""
@@ -558,11 +583,6 @@ class SenderConfig(Model):
         if self.input.startswith("/dev/"):
             return "device"
         return "file"
-
-    @property
-    def effective_gop(self) -> int:
-        """The keyframe interval in frames: ``gop`` or one second's worth."""
-        return self.gop if self.gop is not None else max(1, round(self.fps))
 
 
 class SSHHost(Model):

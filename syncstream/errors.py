@@ -8,6 +8,7 @@ with ``raise ... from exc``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "AuthenticationFailed",
@@ -38,8 +39,23 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[SyncStreamError], args: tuple[Any, ...]) -> SyncStreamError:
+    """An error of type ``cls`` with ``args``, made without calling its ``__init__`` (the
+    attributes follow as the pickled state)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
+
 class SyncStreamError(Exception):
-    """Root of every error raised by syncstream."""
+    """Root of every error raised by syncstream.
+
+    Every subclass pickles, whatever its ``__init__`` takes (Ray sends errors between
+    processes): the message and attributes are restored without calling ``__init__`` again.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args), self.__dict__
 
 
 class ConfigError(SyncStreamError, ValueError):

@@ -6,12 +6,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from syncstream import (
     ConfigError,
     FrameSet,
     SenderConfig,
+    StreamClosed,
     StreamGroup,
     SyncStreamError,
 )
@@ -34,12 +34,9 @@ from syncstream.senders import LocalSender, free_udp_port
 from syncstream.stats import GroupStats
 from syncstream.stream import StreamState
 from tests.conftest import processes_with, wait_until
+from tests.ray_cluster import add_node, two_node_cluster  # before Ray: keeps it on loopback
 
-# read when Ray is imported: a driver connecting to 127.0.0.1 stays on loopback (else Ray
-# swaps 127.0.0.1 for the machine's outward address, where the test nodes do not listen)
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="the cluster extra: pip install 'syncstream[cluster]'")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 from syncstream.cluster import ClusterGroup, ClusterStats, RemoteFrame  # noqa: E402
 
@@ -57,23 +54,8 @@ SOON = 30.0
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """Two Ray nodes on loopback (node_a is the head), this process their driver."""
-    local = cluster_utils.Cluster(
-        initialize_head=True,
-        connect=True,
-        head_node_args={
-            "num_cpus": 1,
-            "node_ip_address": "127.0.0.1",
-            "resources": {"node_a": 1},
-            "include_dashboard": False,
-        },
-    )
-    try:
-        local.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"node_b": 1})
-        local.wait_for_nodes(timeout=60)
+    with two_node_cluster(connect=True) as local:
         yield local
-    finally:
-        ray.shutdown()
-        local.shutdown()
 
 
 def _cameras(names: Sequence[str]) -> list[Camera]:
@@ -171,16 +153,20 @@ def test_bad_cluster_settings_are_refused_before_anything_starts(tmp_path: pathl
     recorder.close()
 
 
-def test_an_unreachable_address_raises_cluster_error() -> None:
+@pytest.mark.timeout(60)  # a start that hangs fails here, not at the suite's limit
+def test_an_unreachable_address_raises_cluster_error_naming_it() -> None:
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    group = ClusterGroup(_cameras(["x"]), address=f"127.0.0.1:{port}", connect_timeout=2.0)
-    started = time.monotonic()
-    with pytest.raises(ClusterError, match="unreachable"):
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    group = ClusterGroup(_cameras(["x"]), address=address, connect_timeout=2.0)
+    pattern = f"^Ray cluster at {re.escape(address)} is unreachable: "
+    with pytest.raises(ClusterError, match=pattern) as caught:
         group.start()
-    assert time.monotonic() - started < 10.0  # a bound on hanging, not a speed figure
-    with pytest.raises(ClusterError, match="not host:port"):
+    assert isinstance(caught.value, ConnectionError)
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)  # the refusal, chained
+    with pytest.raises(StreamClosed):  # the failed start closed the group
+        group.start()
+    with pytest.raises(ClusterError, match="cluster address 'nowhere' is not host:port"):
         ClusterGroup(_cameras(["y"]), address="nowhere").start()
 
 
@@ -330,8 +316,11 @@ def test_a_shard_that_cannot_start_fails_alone(cluster: Any) -> None:
         first_frame_wait=1.0,  # "bad" never delivers: sets without it soon
     ) as group:
         wait_until(lambda: group.stats.shards["node_b"].state == "failed", STARTED, "failed")
-        failed = group.stats.shards["node_b"]
-        assert "/nonexistent/ffmpeg" in str(failed.error)
+        failed = group.stats.shards["node_b"]  # the shard's GroupStartError, on one line
+        assert failed.error is not None and failed.error.startswith(
+            "syncstream.errors.GroupStartError: 1 camera(s) failed to start: bad: "
+        )
+        assert "/nonexistent/ffmpeg" in failed.error
 
         def ok_alone() -> bool:
             fs = group.read(timeout=SOON)
@@ -340,6 +329,26 @@ def test_a_shard_that_cannot_start_fails_alone(cluster: Any) -> None:
         wait_until(ok_alone, STARTED, "sets of the camera whose shard started")
         assert group.stats.cameras["bad"].stream.state is StreamState.FAILED
         assert not group.wait(timeout=0.1)  # one camera still delivers: not ended
+
+
+def test_a_closed_group_refuses_read_at_once_even_with_a_set_waiting(cluster: Any) -> None:
+    """As a StreamGroup: the set left unread when close() ran is not handed out."""
+    with ClusterGroup(
+        _cameras(["a1"]), address=cluster.address, placement={"a1": "node_a"}
+    ) as group:
+        group.read(timeout=STARTED)  # live
+
+        def waiting() -> bool:  # a set put and neither taken nor replaced
+            stats = group.stats
+            return stats.sets > stats.delivered + stats.skipped
+
+        wait_until(waiting, SOON, "a set waits unread")
+    assert waiting()  # still there after close(): read() refuses it all the same
+    with pytest.raises(StreamClosed, match="cluster group"):
+        group.read(timeout=0)
+    with pytest.raises(StreamClosed):
+        group.read(timeout=SOON)  # no wait either
+    assert list(group) == [] and group.wait(timeout=0)
 
 
 def test_a_dead_node_leaves_its_cameras_missing_until_a_node_replaces_it(cluster: Any) -> None:
@@ -366,7 +375,7 @@ def test_a_dead_node_leaves_its_cameras_missing_until_a_node_replaces_it(cluster
         assert down.state is StreamState.STALE and down.waiting_for == "shard node_b is down"
         for _ in range(10):
             a1_only()
-        new = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"node_b": 1})
+        new = add_node(cluster, "node_b")
         back = _complete_sets(group, 3, STARTED)
         # the dead node's sender went with it: one ffmpeg sends b1's stream
         wait_until(lambda: len(processes_with(b1_sender)) == 1, SOON, "one sender of b1")

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import cv2
 import pytest
@@ -28,13 +27,10 @@ from syncstream.senders import free_udp_port
 from syncstream.session import ShardRecorder
 from syncstream.session_config import RecordSettings, load_session_config
 from tests.conftest import free_tcp_port, get_when_served, processes_with, wait_until
-
-# read when Ray is imported, here and by the commands run below: a driver connecting to
-# 127.0.0.1 stays on loopback (else Ray swaps it for the machine's outward address)
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+from tests.ray_cluster import RAY_LOOPBACK, two_node_cluster  # before Ray: keeps it on loopback
 
 COMMAND = [sys.executable, "-m", "syncstream"]
-ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+ENV = {**os.environ, **RAY_LOOPBACK}  # the commands run below stay on loopback too
 SENDER = 'sender = { input = "testsrc", size = [320, 240] }'
 
 
@@ -225,25 +221,8 @@ def test_a_server_that_is_not_ray_is_given_up_after_the_timeout() -> None:
 def cluster_address() -> Iterator[str]:
     """Two Ray nodes on loopback with resources node_a and node_b; the commands under test
     are their drivers (this process does not connect)."""
-    cluster_utils: Any = pytest.importorskip(
-        "ray.cluster_utils", reason="the cluster extra: pip install 'syncstream[cluster]'"
-    )
-    local = cluster_utils.Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={
-            "num_cpus": 1,
-            "node_ip_address": "127.0.0.1",
-            "resources": {"node_a": 1},
-            "include_dashboard": False,
-        },
-    )
-    try:
-        local.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"node_b": 1})
-        local.wait_for_nodes(timeout=60)
+    with two_node_cluster(connect=False) as local:
         yield str(local.address)
-    finally:
-        local.shutdown()
 
 
 def test_check_lists_the_nodes_and_flags_a_resource_no_node_offers(

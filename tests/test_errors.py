@@ -3,6 +3,8 @@ message names the field, and a failed group start names every failed camera."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,7 @@ from syncstream import (
     SyncStreamError,
     UnsupportedSource,
     VideoStream,
+    errors,
 )
 from syncstream.clock import unwrap_pts_time
 from syncstream.config import ReaderSettings, StreamConfig
@@ -161,3 +164,53 @@ def test_ffmpeg_refusing_a_file_is_a_source_error_naming_the_stream(tmp_path: An
         source.open()
     assert isinstance(caught.value, SyncStreamError)
     assert caught.value.__cause__ is not None  # FFmpeg's own error, chained
+
+
+# -- every error pickles (Ray sends them between processes) ----------------------------
+
+ERRORS = sorted(
+    (c for c in vars(errors).values() if inspect.isclass(c) and issubclass(c, SyncStreamError)),
+    key=lambda c: c.__name__,
+)
+# the errors whose __init__ takes more than a message, and how to build one
+BUILT: dict[type[SyncStreamError], Callable[[], SyncStreamError]] = {
+    errors.SenderError: lambda: errors.SenderError(
+        "ffmpeg exited", host="cam-host", returncode=1, stderr_tail=["no such file", "bye"]
+    ),
+    errors.PreflightFailed: lambda: errors.PreflightFailed(
+        "no ffmpeg", host="cam-host", returncode=127, stderr_tail=["not found"]
+    ),
+    errors.GroupStartError: lambda: errors.GroupStartError(
+        {
+            "a": errors.PreflightFailed("no ffmpeg", host="h", stderr_tail=["x"]),
+            "b": errors.UnsupportedSource("gopher://camera"),
+        }
+    ),
+    errors.ProcessorError: lambda: errors.ProcessorError("wall failed", processor="wall"),
+}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with each error as its type, args and attributes: comparable after a copy."""
+    if isinstance(value, BaseException):
+        return (type(value), value.args, _plain(vars(value)))
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)
+def test_every_error_pickles_with_its_message_and_attributes(cls: type[SyncStreamError]) -> None:
+    own = [c for c in cls.__mro__ if c.__module__ == errors.__name__]
+    if any("__init__" in vars(c) for c in own):  # its own __init__: BUILT says how to call it
+        assert cls in BUILT, f"{cls.__name__} takes other arguments: add it to BUILT"
+    error = BUILT[cls]() if cls in BUILT else cls(f"{cls.__name__}: something went wrong")
+    error.add_note("while testing")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is cls
+    assert str(copy) == str(error) and copy.args == error.args
+    assert _plain(vars(copy)) == _plain(vars(error)) and copy.__notes__ == ["while testing"]
+    if cls in BUILT:
+        assert vars(error).keys() - {"__notes__"}  # attributes besides the message: checked

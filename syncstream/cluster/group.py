@@ -212,7 +212,7 @@ class ClusterGroup:
             if self._closed:
                 return
             self._closed = True
-            self._merger.closed = True
+            self._merger.sets.close()  # read() raises at once, even with a set unread
             self.stopping.set()
             self.cond.notify_all()
             workers = list(self._merger.workers)
@@ -225,7 +225,6 @@ class ClusterGroup:
         if merger is not None:
             merger.join(timeout)
         self._close_shards(timeout)
-        self._merger.sets.close()
         if self._owns_ray:
             self.ray.shutdown()
         logger.info("cluster group of %d cameras closed", len(self.names))

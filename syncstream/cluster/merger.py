@@ -73,12 +73,15 @@ class Merger:
         self._config = config
         self._history = max(camera.history for camera in cameras)
         self._finished = finished
-        self.sets: LatestSlot[FrameSet] = LatestSlot("cluster group", noun="frame set", cond=cond)
+        # the newest set; once closed, read() raises at once (no drain of a set left over)
+        # and the merger's thread ends
+        self.sets: LatestSlot[FrameSet] = LatestSlot(
+            "cluster group", noun="frame set", cond=cond, drain=False
+        )
         self.workers: list[ProcessorWorker] = []
         self.streams = {camera.name: RecentFrames(camera.history, cond) for camera in cameras}
         self.aligner: Aligner[RemoteFrame] | None = None
         self.thread: threading.Thread | None = None
-        self.closed = False
         self.ended = False
         self.error: BaseException | None = None
         self.overflow = 0
@@ -146,13 +149,13 @@ class Merger:
         next_check = time.monotonic() + _CHECK_INTERVAL
         while True:
             with self.cond:
-                while not self._inbox and not self.closed:
+                while not self._inbox and not self.sets.closed:
                     now = time.monotonic()
                     wake = min(next_check, aligner.next_deadline(now) or next_check)
                     if wake <= now:
                         break
                     self.cond.wait(wake - now)
-                if self.closed:
+                if self.sets.closed:
                     return
                 frames = list(self._inbox)
                 self._inbox.clear()

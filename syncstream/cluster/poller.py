@@ -112,7 +112,7 @@ class Poller:
         )
 
     def _failed(self, exc: BaseException) -> None:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        message = _raised(str(exc)) or type(exc).__name__
         logger.error(
             "shard %s failed to start; its cameras %s stay missing: %s",
             self.name,
@@ -197,3 +197,12 @@ class Poller:
             failures=self.failures,
             error=self.error,
         )
+
+
+def _raised(text: str) -> str:
+    """The error a shard's constructor raised, on one line (``module.Type: message``): the
+    end of the traceback Ray's error carries, from the last line that is not indented (a
+    multi-line message, a GroupStartError's line per camera, goes on indented)."""
+    lines = text.strip().splitlines()
+    start = max((i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t")), default=0)
+    return " ".join(" ".join(lines[start:]).split())

@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ..config import Camera, GroupConfig
-from ..errors import SyncStreamError
 from ..frames import Frame
 from ..group import StreamGroup
 from ..logs import Throttle
@@ -138,13 +137,9 @@ class Shard:
         self._throttle = Throttle(logger)
         self._node_id = _node_id()
         self._failed: dict[str, ProcessorStats] = {}
-        try:
-            self._group = self._start(cameras, options, processors or {})
-        except Exception as exc:  # noqa: BLE001 - raised again, as one the driver can read
-            # The driver gets this through Ray, which must unpickle it (a GroupStartError
-            # or a pydantic error may not): its message on one line, in a plain error.
-            message = " ".join(f"{type(exc).__name__}: {exc}".split())
-            raise SyncStreamError(f"shard {name}: {message}") from None
+        # what start raises (a GroupStartError naming each failed camera) reaches the
+        # driver through Ray as it is: every SyncStreamError pickles
+        self._group = self._start(cameras, options, processors or {})
         for stream in self._group.streams.values():
             stream.add_listener(self._on_frame)
         logger.info("shard %s: %d cameras started (pid %d)", name, len(cameras), os.getpid())

@@ -38,7 +38,7 @@ from av.video.stream import VideoStream as AVVideoStream
 from numpy.typing import ArrayLike
 from pydantic import Field, field_validator
 
-from ..config import Model
+from ..config import SenderEncoding
 from ..errors import ConfigError, MissingDependency, SenderError, StreamClosed, SyncStreamError
 from ..frames import BGRImage
 from ..logs import Throttle
@@ -71,8 +71,12 @@ _FOREIGN_ERRORS = (av.FFmpegError, OSError, ValueError)
 _UNITS = {"k": 1_000, "m": 1_000_000}
 
 
-class FrameSenderConfig(Model):
-    """Where and how a :class:`FrameSender` sends: the destination and the H.264 encoding."""
+class FrameSenderConfig(SenderEncoding):
+    """Where and how a :class:`FrameSender` sends: the destination and the H.264 encoding.
+
+    ``fps``, ``bitrate``, ``gop`` and ``pkt_size`` are an ffmpeg sender's
+    (:class:`~syncstream.config.SenderEncoding`).
+    """
 
     destination: str = Field(description="udp://host:port of the receiver.")
     name: str | None = Field(
@@ -80,36 +84,10 @@ class FrameSenderConfig(Model):
         min_length=1,
         description="Name in the thread's name and in log lines; None: the destination.",
     )
-    fps: float = Field(
-        default=30.0,
-        gt=0,
-        le=240,
-        description="About how many pictures a second the program sends: the encoder's "
-        "rate control and the default keyframe interval go by it (the timestamps do not: "
-        "they are the capture times).",
-    )
     size: tuple[int, int] | None = Field(
         default=None,
         description="Width and height sent (even numbers); None: the first picture's (an "
         "odd side one pixel less). Pictures of another size are scaled to it.",
-    )
-    bitrate: str | None = Field(
-        default=None,
-        pattern=r"^[0-9]+(\.[0-9]+)?[kKmM]?$",
-        description="Target bitrate such as '2M' or '800k'; None: the encoder's default.",
-    )
-    gop: int | None = Field(
-        default=None,
-        ge=1,
-        le=600,
-        description="Pictures between keyframes (a receiver that joins waits for one); "
-        "None: one second's worth at fps.",
-    )
-    pkt_size: int = Field(
-        default=1316,
-        ge=188,
-        le=65424,
-        description="UDP payload size: a multiple of the 188-byte TS packet (1316 = 7).",
     )
 
     @field_validator("destination")
@@ -126,18 +104,6 @@ class FrameSenderConfig(Model):
             if not (2 <= width <= 8192 and 2 <= height <= 8192) or width % 2 or height % 2:
                 raise ValueError("size must be even numbers from 2 to 8192")
         return value
-
-    @field_validator("pkt_size")
-    @classmethod
-    def _check_pkt_size(cls, value: int) -> int:
-        if value % 188:
-            raise ValueError(f"pkt_size must be a multiple of 188, got {value}")
-        return value
-
-    @property
-    def effective_gop(self) -> int:
-        """The keyframe interval in pictures: ``gop`` or one second's worth."""
-        return self.gop if self.gop is not None else max(1, round(self.fps))
 
     @property
     def bit_rate(self) -> int | None:
