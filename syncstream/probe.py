@@ -34,6 +34,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -185,9 +186,11 @@ class StampSender:
     process (:class:`~syncstream.senders.LocalSender`) that encodes them and sends MPEG-TS
     to ``url`` (``udp://host:port``) with :func:`~syncstream.senders.mpegts_udp_output_args`,
     so the PTS carries ffmpeg's wall clock and the pixels carry ours, taken just before the
-    frame is written to the pipe. If ffmpeg stops reading, the error is logged with its
-    stderr and kept in :attr:`error`. Use as a context manager; a stopped sender cannot
-    restart.
+    frame is written to the pipe. ``command`` replaces that ffmpeg command with another
+    producer's whole argv (no shell), which reads the raw frames (``yuv420p``, ``size``,
+    ``fps``) on its stdin and sends them as it likes; ``codec``, ``gop`` and ``pes_length``
+    then go unused. If the producer stops reading, the error is logged with its stderr and
+    kept in :attr:`error`. Use as a context manager; a stopped sender cannot restart.
     """
 
     def __init__(
@@ -200,6 +203,7 @@ class StampSender:
         gop: int = 30,
         join_timeout: float = 2.0,
         pes_length: bool = True,
+        command: Sequence[str] | None = None,
     ) -> None:
         _, port = parse_udp_destination(url, "url")
         width, height = size
@@ -214,7 +218,9 @@ class StampSender:
         self.fps = fps
         self.name = f"stamp-sender:{port}"
         self._join_timeout = join_timeout
-        self._argv = [
+        if command is not None and not command:
+            raise ConfigError("command must not be empty")
+        self._argv = list(command) if command is not None else [
             "ffmpeg", "-hide_banner", "-loglevel", "warning",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
             "-r", str(fps), "-i", "-",
@@ -230,7 +236,7 @@ class StampSender:
 
     @property
     def argv(self) -> list[str]:
-        """The ffmpeg command line (no shell)."""
+        """The producer's command line (no shell): ffmpeg unless ``command`` was given."""
         return list(self._argv)
 
     @property

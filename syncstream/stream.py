@@ -131,6 +131,25 @@ class StreamStats:
     #: udp://: datagrams dropped for their sender: from an address outside
     #: ``allowed_senders``, or a second sender of the programme's PIDs while the first sends.
     foreign_datagrams: int = 0
+    #: udp://: video frames of unknown length (PES length 0, as most senders write them)
+    #: whose end was seen on the wire and handed to the decoder at once.
+    frame_ends_found: int = 0
+    #: udp://: video frames of unknown length whose end was not certain (a last packet
+    #: exactly full, a packet lost or late, the first frames): they waited for the next
+    #: frame to start (see :mod:`~syncstream.sources.frame_ends`).
+    frame_ends_waited: int = 0
+
+
+#: Counters of a source (:class:`~syncstream.sources.base.SourceCounters`) that a stream
+#: sums over the sources it opened.
+_SUMMED = (
+    "decode_errors",
+    "rejected",
+    "foreign_packets",
+    "foreign_datagrams",
+    "frame_ends_found",
+    "frame_ends_waited",
+)
 
 
 class VideoStream:
@@ -179,9 +198,8 @@ class VideoStream:
         self._history: deque[Frame] = deque()  # at most `history` frames, max_history_bytes
         self._history_bytes = 0
         self._reconnects = 0
-        self._decode_errors_closed = 0  # counters of sources already closed
-        self._rejected_closed = 0
-        self._foreign_closed = (0, 0)  # foreign packets, foreign datagrams
+        # the summed counters (_SUMMED) of the sources already closed
+        self._closed_counts = dict.fromkeys(_SUMMED, 0)
         self._waiting_for_closed: str | None = None  # of the last source closed
         self._started_mono: float | None = None
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
@@ -355,15 +373,11 @@ class VideoStream:
         """A consistent snapshot of the counters."""
         with self._cond:
             source = self._source
-            decode_errors = self._decode_errors_closed
-            rejected = self._rejected_closed
-            foreign_packets, foreign_datagrams = self._foreign_closed
+            counts = dict(self._closed_counts)
             waiting_for = self._waiting_for_closed  # between reopen attempts
             if source is not None:
-                decode_errors += source.counters.decode_errors
-                rejected += source.counters.rejected
-                foreign_packets += source.counters.foreign_packets
-                foreign_datagrams += source.counters.foreign_datagrams
+                for key in _SUMMED:
+                    counts[key] += getattr(source.counters, key)
                 waiting_for = source.counters.waiting_for
             if self._state not in (StreamState.CONNECTING, StreamState.STALE):
                 waiting_for = None
@@ -377,8 +391,8 @@ class VideoStream:
                 decoded=self._frames.seq + 1,
                 delivered=self._frames.taken,
                 skipped=self._frames.skipped,
-                decode_errors=decode_errors,
-                rejected=rejected,
+                decode_errors=counts["decode_errors"],
+                rejected=counts["rejected"],
                 reconnects=self._reconnects,
                 fps=fps,
                 latency_p50=percentile(latencies, 0.5),
@@ -388,8 +402,10 @@ class VideoStream:
                 listener_errors=self._listener_errors,
                 waiting_for=waiting_for,
                 clock_error=self._clock_error,
-                foreign_packets=foreign_packets,
-                foreign_datagrams=foreign_datagrams,
+                foreign_packets=counts["foreign_packets"],
+                foreign_datagrams=counts["foreign_datagrams"],
+                frame_ends_found=counts["frame_ends_found"],
+                frame_ends_waited=counts["frame_ends_waited"],
             )
 
     # -- reader thread ----------------------------------------------------------------
@@ -511,13 +527,8 @@ class VideoStream:
     def _retire(self, source: Source) -> None:
         source.close()
         with self._cond:
-            self._decode_errors_closed += source.counters.decode_errors
-            self._rejected_closed += source.counters.rejected
-            packets, datagrams = self._foreign_closed
-            self._foreign_closed = (
-                packets + source.counters.foreign_packets,
-                datagrams + source.counters.foreign_datagrams,
-            )
+            for key in _SUMMED:
+                self._closed_counts[key] += getattr(source.counters, key)
             self._waiting_for_closed = source.counters.waiting_for
             self._source = None
 

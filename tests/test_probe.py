@@ -278,6 +278,35 @@ def test_stamp_sender_end_to_end() -> None:
 
 
 @needs_ffmpeg
+@pytest.mark.timeout(60)
+def test_stamp_sender_feeds_another_command() -> None:
+    """``command`` replaces the built ffmpeg command: here a classic x264 sender with
+    ffmpeg's default muxing reads the raw frames, and its stream carries the stamps."""
+    with pytest.raises(ConfigError):
+        StampSender("udp://127.0.0.1:1234", command=[])
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    command = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "320x240", "-r", "30", "-i", "-",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
+        "-f", "mpegts", f"{url}?pkt_size=1316",
+    ]  # fmt: skip
+    stamps: list[float] = []
+    with StampSender(url, size=(320, 240), fps=30.0, command=command) as sender:
+        assert sender.argv == command
+        container = av.open(url, format="mpegts", options={"probesize": "32768"}, timeout=(5, 5))
+        try:
+            for frame in container.decode(video=0):
+                stamps.append(decode_stamp(frame.to_ndarray(format="bgr24")))
+                if len(stamps) >= 10:
+                    break
+        finally:
+            container.close()
+        assert sender.error is None
+    assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
+
+
+@needs_ffmpeg
 @pytest.mark.timeout(30)
 def test_stamp_sender_reports_ffmpeg_dying() -> None:
     sender = StampSender(f"udp://127.0.0.1:{free_udp_port()}", size=(320, 240), fps=30.0)

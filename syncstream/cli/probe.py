@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import sys
 import time
@@ -18,6 +17,7 @@ from ..sources.base import EncodedPacket
 from ..stats import MIN_RATE_SPAN, percentile
 from ..stream import VideoStream
 from .console import StopSignals
+from .reasons import plain_reason
 
 __all__ = ["ProbeReport", "probe_stream", "run_probe"]
 
@@ -58,6 +58,10 @@ class ProbeReport:
     decode_errors: int = 0
     skipped: int = 0
     reconnects: int = 0
+    #: udp://: frames of unknown length (PES length 0) handed over as soon as their end
+    #: arrived, and those that waited for the next frame (see StreamStats).
+    frame_ends_found: int = 0
+    frame_ends_waited: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -98,7 +102,7 @@ def probe_stream(
             report.error = f"no frame within {open_timeout:g} s" + (
                 f": {waiting}" if waiting else ""
             )
-            plain = _plain_reason(stats.last_error)
+            plain = plain_reason(stats.last_error)
             if plain is not None:  # "connection refused" first, the details after
                 report.error = f"{plain} ({report.error}; last error: {stats.last_error})"
             _fill_counters(report, stream)
@@ -151,24 +155,6 @@ def probe_stream(
     return report
 
 
-#: Socket errors worth saying plainly, found by their errno in a source's error text.
-_PLAIN_REASONS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.ECONNRESET: "connection reset",
-    errno.EHOSTUNREACH: "no route to host",
-    errno.ENETUNREACH: "network unreachable",
-    errno.ETIMEDOUT: "connection timed out",
-}
-
-
-def _plain_reason(error: str | None) -> str | None:
-    """Say "connection refused" and the like when ``error`` is a socket error, else None."""
-    for number, reason in _PLAIN_REASONS.items():
-        if error is not None and f"[Errno {number}]" in error:
-            return reason
-    return None
-
-
 def _span(first: Frame, last: Frame) -> float:
     """Seconds from ``first`` to ``last``: by their timestamps, else by their arrival."""
     if first.pts_time is not None and last.pts_time is not None:
@@ -183,6 +169,8 @@ def _fill_counters(report: ProbeReport, stream: VideoStream) -> None:
     report.decode_errors = stats.decode_errors
     report.skipped = stats.skipped
     report.reconnects = stats.reconnects
+    report.frame_ends_found = stats.frame_ends_found
+    report.frame_ends_waited = stats.frame_ends_waited
     if stats.last_error and report.error is None and report.frames == 0:
         report.error = stats.last_error
 
@@ -230,6 +218,14 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
             f"reconnects {report.reconnects}",
         ),
     ]
+    if report.frame_ends_found or report.frame_ends_waited:
+        rows.append(
+            (
+                "frame ends",
+                f"{report.frame_ends_found} found at once, {report.frame_ends_waited} "
+                "waited for the next frame",
+            )
+        )
     if report.error:
         rows.append(("error", report.error))
     rows += [("note", note) for note in report.notes]

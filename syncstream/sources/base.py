@@ -144,6 +144,12 @@ class SourceCounters:
     #: udp://: datagrams dropped for their sender: an address outside ``allowed_senders``,
     #: or a second sender of the programme's PIDs while the first sends.
     foreign_datagrams: int = 0
+    #: udp://: video frames of unknown length (PES length 0) whose end was seen on the wire
+    #: and handed to the decoder at once (see :mod:`~syncstream.sources.frame_ends`).
+    frame_ends_found: int = 0
+    #: udp://: video frames of unknown length whose end was not certain (a last packet
+    #: exactly full, a packet lost or late): they waited for the next frame to start.
+    frame_ends_waited: int = 0
     #: Short description of the last survived problem.
     last_problem: str | None = field(default=None)
     #: Set while an opened source has received no input at all, saying what it waits for

@@ -195,6 +195,8 @@ class ProgramWatch:
         self._complete = False  # the PAT and each PMT it names were read
         #: The PIDs :meth:`filter` keeps.
         self.pids: frozenset[int] = self._table_pids
+        #: The elementary PIDs of the video streams of every program read so far.
+        self.video_pids: frozenset[int] = frozenset()
 
     def feed(self, data: bytes | memoryview) -> str | None:
         """Read the tables in ``data`` (whole TS packets); what changed, or None."""
@@ -261,6 +263,7 @@ class ProgramWatch:
 
     def _update_pids(self) -> None:
         self._plain.clear()
+        self.video_pids = frozenset(pid for videos in self._videos.values() for pid, _ in videos)
         self._table_pids = frozenset({_PAT_PID, *self._pmt_pids})
         self.pids = self._table_pids.union(*self._streams.values())
         self._complete = self._programs is not None and set(self._streams) >= self._pmt_pids
@@ -303,10 +306,10 @@ class ProgramWatch:
                 videos.append((pid, kind))
             at += 5 + (((section[at + 3] & 0x0F) << 8) | section[at + 4])
         self._streams[pmt_pid] = frozenset(pids)
-        self._update_pids()
         layout = tuple(videos)
         previous = self._videos.get(pmt_pid)
         self._videos[pmt_pid] = layout
+        self._update_pids()
         if previous is None or previous == layout:
             return None
         return (

@@ -179,6 +179,7 @@ class PyAVSource:
                     receive_buffer=self.config.udp_buffer_bytes,
                     timeout=self.config.open_timeout,
                     allowed_senders=self.config.allowed_senders,
+                    mark_frame_ends=not self.config.parse_frames,
                 )
                 self._reader.open()
             elif self._fifo:

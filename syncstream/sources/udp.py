@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import SourceChanged, SourceError, SourceStalled, UnsupportedSource
 from ..logs import Throttle
 from .base import SourceCounters
+from .frame_ends import FrameEnds
 from .mpegts import ProgramWatch
 from .udp_senders import STAMP_SPACE, SenderGate, arrival_mono, enable_kernel_stamps
 
@@ -127,7 +128,11 @@ class UdpTsReader:
         receive_buffer: int,
         timeout: float,
         allowed_senders: Sequence[str] = (),
+        mark_frame_ends: bool = False,
     ) -> None:
+        """``mark_frame_ends``: mark where each video frame of unknown length ends for the
+        demuxer (see :mod:`~syncstream.sources.frame_ends`); for a demuxer that takes each
+        PES packet as a frame, without FFmpeg's parser."""
         self.name = name
         self.address = address
         self.counters = counters
@@ -143,6 +148,7 @@ class UdpTsReader:
         #: When the demuxer last gave a frame (monotonic); the source keeps it current.
         self.last_frame_mono = time.monotonic()
         self._programs = ProgramWatch()
+        self._frame_ends = FrameEnds(name) if mark_frame_ends else None
         self._change: SourceChanged | None = None
         self._held = bytearray()  # from the datagram that changed the tables on
         self.bytes_received = 0
@@ -312,12 +318,24 @@ class UdpTsReader:
                     f"{self.name}: the stream on udp port {self.address.port} changed "
                     f"({change}): reopening its demuxer"
                 )
-            (self._pending if change is None else self._held).extend(kept.data)
+            (self._pending if change is None else self._held).extend(self._marked(kept.data))
             self.bytes_received += length
             self.counters.waiting_for = None
             self._last_data_mono = now
             if change is not None:
                 break  # the datagrams after it wait in the socket for the new demuxer
+
+    def _marked(self, data: bytes) -> bytes:
+        """``data`` with the ends of its video frames marked, when that is on."""
+        ends = self._frame_ends
+        if ends is None:
+            return data
+        found, waited = ends.found, ends.waited
+        data = ends.mark(data, self._programs.video_pids)
+        counters = self.counters  # kept over reopens: add what this reader saw
+        counters.frame_ends_found += ends.found - found
+        counters.frame_ends_waited += ends.waited - waited
+        return data
 
     def _refuse(self, source: tuple[str, int]) -> None:
         """Count and report a datagram from an address outside ``allowed_senders``."""
