@@ -268,6 +268,12 @@ def produce_seed(url: str) -> list[str]:
     return _ffmpeg("-f", "mpegts", f"{url}?pkt_size=1316")
 
 
+def produce_seed_low_delay(url: str) -> list[str]:
+    """The seed's sender with the MPEG-2 encoder's low delay flag: without it the encoder
+    holds two frames back (a sender's own cost, paid by every receiver)."""
+    return _ffmpeg("-flags", "+low_delay", "-f", "mpegts", f"{url}?pkt_size=1316")
+
+
 def produce_x264(url: str) -> list[str]:
     """The classic low-latency H.264 sender, ffmpeg's default muxing."""
     return _ffmpeg("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
@@ -330,6 +336,7 @@ def with_lengths(producer: Producer) -> Producer:
 REFERENCE = "floor-with-lengths"
 PRODUCERS: dict[str, Producer] = {
     "seed": produce_seed,
+    "seed-low-delay": produce_seed_low_delay,
     "x264": produce_x264,
     "x265": produce_x265,
     "gstreamer": produce_gstreamer,
@@ -338,7 +345,7 @@ PRODUCERS: dict[str, Producer] = {
 #: Each ffmpeg producer's twin with PES lengths written, read by the floor alone: what the
 #: codec and encoder cost without any wait for the next frame. GStreamer's mpegtsmux writes
 #: the length of every PES under 64 KiB, so its own floor serves.
-TWINS = {name: f"{name}-with-lengths" for name in ("seed", "x264", "x265")}
+TWINS = {name: f"{name}-with-lengths" for name in ("seed", "seed-low-delay", "x264", "x265")}
 
 
 def _unavailable(producer: str) -> str | None:

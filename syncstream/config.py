@@ -514,7 +514,7 @@ class SenderConfig(SenderEncoding):
     )
     codec: Codec = Field(
         default="libx264",
-        description="libx264 (ultrafast, zerolatency) or mpeg2video (no B-frames).",
+        description="libx264 (ultrafast, zerolatency) or mpeg2video (no B-frames, low delay).",
     )
     clock_text: bool = Field(
         default=False,

@@ -91,6 +91,7 @@ def test_mpeg2video_has_no_b_frames_and_the_packet_size_is_passed() -> None:
     argv = sender_argv(_config(codec="mpeg2video", pkt_size=188 * 4))
     assert _option(argv, "-c:v") == "mpeg2video"
     assert shlex.join(["-bf", "0"]) in shlex.join(argv)
+    assert shlex.join(["-flags", "+low_delay"]) in shlex.join(argv)  # else 2 frames held
     assert argv[-1].endswith("?pkt_size=752")
 
 

@@ -119,7 +119,8 @@ def encoder_args(
     if codec == "libx264":
         args += ["-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]
     else:
-        args += ["-pix_fmt", "yuv420p", "-bf", "0"]
+        # no B-frames, and low_delay: else the MPEG-2 encoder holds two frames back
+        args += ["-pix_fmt", "yuv420p", "-bf", "0", "-flags", "+low_delay"]
     args += ["-g", str(gop)]
     if bitrate is not None:
         args += ["-b:v", bitrate]

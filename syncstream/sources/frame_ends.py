@@ -55,7 +55,8 @@ _PCR_FLAG, _OPCR_FLAG, _SPLICE_FLAG, _PRIVATE_FLAG, _EXTENSION_FLAG = 0x10, 0x08
 
 def stuffed(packet: bytes | memoryview) -> bool:
     """Whether the adaptation field of a TS packet carrying payload holds stuffing bytes:
-    more bytes than its flagged fields take (or a field of length 0, one byte of padding)."""
+    more bytes than its flagged fields take, a field of length 0 (one byte of padding) or one
+    with no flag set (there only to pad)."""
     if packet[3] & 0x30 != 0x30:  # no adaptation field, or no payload
         return False
     length = packet[4]
@@ -64,6 +65,8 @@ def stuffed(packet: bytes | memoryview) -> bool:
     if length > TS_PACKET - 6:  # no room left for payload: not a valid packet
         return False
     flags = packet[5]
+    if flags == 0:  # a field holding nothing: there only to pad (2 bytes or more)
+        return True
     used = 1
     if flags & _PCR_FLAG:
         used += 6
@@ -106,6 +109,7 @@ class _Pid:
     stream_id: int = 0xE0
     stuffed_at: bool = False  # the last packet with payload was stuffed (an end, or not)
     marked: bool = False  # the PES was closed by a marker; the next packet must start one
+    gap: bool = False  # since the marker, a packet came out of order (a start was lost)
     confirmations: int = 0  # stuffed packets seen followed by a PES start
     refused: bool = False  # stuffing was seen in the middle of a PES: never mark
     size: int = 0  # payload bytes of the open PES so far
@@ -177,13 +181,16 @@ class FrameEnds:
             if state.open:
                 self.waited += 1
             state.marked = False
+            state.gap = False
             state.open = False
             self._start(state, packet)
         elif state.marked:
             # Payload after a marked end and before the next start belongs to no PES: the
             # rest of a frame its muxer padded in the middle (in order), or a frame whose
-            # start was lost. FFmpeg would hand it to the decoder without a header.
-            if in_order:
+            # start was lost. FFmpeg would hand it to the decoder without a header. Only
+            # a packet right after the marked one, in order, shows padding mid-PES.
+            state.gap = state.gap or not in_order
+            if not state.gap:
                 self._refuse(pid, state)
             self.dropped += 1
             return _DROP
@@ -203,6 +210,7 @@ class FrameEnds:
         if state.intact and not state.refused and state.confirmations >= CONFIRMATIONS:
             state.open = False
             state.marked = True
+            state.gap = False
             self.found += 1
             return _END
         state.stuffed_at = True
