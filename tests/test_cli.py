@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -582,6 +583,31 @@ def test_probe_reads_the_pixel_stamp(stamp_stream: str) -> None:
     assert lines["size"].strip() == "320x240"
     stamped = lines["stamp latency p50/p95"]
     assert "stamped frames" in stamped and not stamped.strip().startswith("-")
+
+
+def test_probe_counts_frame_ends_found_on_the_wire() -> None:
+    """A sender with ffmpeg's default muxing (PES length 0): probe says how many frames
+    were handed over as their last packet arrived, and prints the line only then."""
+    port = free_udp_port()
+    with StampSender(f"udp://127.0.0.1:{port}", size=(320, 240), pes_length=False):
+        result = _run("probe", f"udp://127.0.0.1:{port}", "--seconds", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["frame_ends_found"] >= 20
+    assert report["frame_ends_found"] > 2 * report["frame_ends_waited"]
+    assert report["decode_errors"] == 0
+
+
+def test_probe_prints_the_frame_ends_line_only_for_unknown_lengths(stamp_stream: str) -> None:
+    result = _run("probe", stamp_stream, "--seconds", "1")
+    assert result.returncode == 0, result.stderr
+    assert "frame ends" not in result.stdout  # the stamp sender writes PES lengths
+    port = free_udp_port()
+    with StampSender(f"udp://127.0.0.1:{port}", size=(320, 240), pes_length=False):
+        result = _run("probe", f"udp://127.0.0.1:{port}", "--seconds", "1")
+    assert result.returncode == 0, result.stderr
+    line = dict(line.split("  ", 1) for line in result.stdout.splitlines())["frame ends"]
+    assert re.fullmatch(r"\s*\d+ found at once, \d+ waited for the next frame", line)
 
 
 def test_probe_of_a_silent_port_fails_with_a_reason() -> None:

@@ -67,6 +67,19 @@ def _wait_for(url: str, proc: subprocess.Popen[str]) -> bytes:
     return get_when_served(url, DEADLINE, lambda: proc.poll() is None)
 
 
+def _stop_by_sigterm(proc: subprocess.Popen[str]) -> str:
+    """Stop an example with SIGTERM; its whole output once it said so and exited with 0."""
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.send_signal(signal.SIGTERM)
+    # the rest until it exits; communicate() would lose what was read ahead
+    stdout = proc.stdout.read()
+    stderr = proc.stderr.read()
+    proc.wait(10)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGTERM" in stdout
+    return stdout
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     assert data[:2] == b"\xff\xd8"
     picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -178,15 +191,10 @@ def test_cctv_wall_reads_its_cameras_on_the_port_base() -> None:
             assert sum(f"udp://127.0.0.1:{port}" in command for command in senders) == 1
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(OSError):
                 sock.bind(("127.0.0.1", port))
-        proc.send_signal(signal.SIGTERM)
-        stdout = proc.stdout.read()  # the rest; communicate() would lose what was read
-        stderr = proc.stderr.read()
-        proc.wait(10)
+        _stop_by_sigterm(proc)
     finally:
         proc.kill()
         proc.wait(10)
-    assert proc.returncode == 0, stderr
-    assert "stopped by SIGTERM" in stdout
     assert not processes_with(f"size={size}:")
 
 
@@ -341,16 +349,10 @@ def test_record_and_replay_stops_recording_on_sigterm_and_still_replays(
         for line in proc.stdout:  # a line each second while it records
             if re.match(r"recording: [1-9]\d* sets", line):
                 break
-        proc.send_signal(signal.SIGTERM)
-        # the rest until it exits; communicate() would lose what the loop read ahead
-        stdout = proc.stdout.read()
-        stderr = proc.stderr.read()
-        proc.wait(10)
+        stdout = _stop_by_sigterm(proc)
     finally:
         proc.kill()
         proc.wait(10)
-    assert proc.returncode == 0, stderr
-    assert "stopped by SIGTERM" in stdout
     recorded, replayed, _ = _summary_numbers(stdout)
     assert recorded == replayed > 0
     assert not processes_with(f"size={size}:")
