@@ -12,7 +12,6 @@ to the process, so no orphan keeps streaming.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -29,9 +28,15 @@ import paramiko
 
 from .clock import ClockOffset, ClockSample, estimate_clock_offset
 from .config import SSHHost
-from .errors import AuthenticationFailed, ConfigError, HostKeyError, SSHError
+from .errors import (
+    AuthenticationFailed,
+    ConfigError,
+    HostKeyError,
+    SSHError,
+)
 from .files import check_regular_file
 from .lines import LineSplitter
+from .socket_words import plain_socket_error
 
 __all__ = ["CommandResult", "RemoteProcess", "SSHSession"]
 
@@ -100,28 +105,19 @@ def _failed(session: SSHSession, doing: str, exc: BaseException) -> str:
     return f"{session.name}: {doing}: {str(exc) or repr(exc)}"  # EOFError() says nothing
 
 
-#: A host that does not answer, in plain words, by the socket error's errno.
-_NO_ANSWER = {
-    errno.ECONNREFUSED: "connection refused: nothing listens on port {port}",
-    errno.ETIMEDOUT: "no answer within {timeout:g} s (timed out)",
-    errno.EHOSTUNREACH: "no route to host",
-    errno.ENETUNREACH: "network unreachable",
-    errno.EHOSTDOWN: "host is down",
-    errno.ECONNRESET: "connection reset by the host",
-}
-
-
 def _no_answer(session: SSHSession, doing: str, exc: BaseException) -> str:
+    """A host that does not answer, in plain words (:func:`plain_socket_error`)."""
     host = session.host
-    if isinstance(exc, socket.gaierror):
-        plain = f"unknown host name {host.hostname!r} ({exc.strerror or exc})"
-    elif isinstance(exc, TimeoutError) and not isinstance(exc, SSHError):
-        plain = _NO_ANSWER[errno.ETIMEDOUT]  # socket.timeout carries no errno
-    elif isinstance(exc, OSError) and exc.errno in _NO_ANSWER:
-        plain = _NO_ANSWER[exc.errno]
-    else:
+    plain = (
+        None
+        if isinstance(exc, SSHError)
+        else plain_socket_error(
+            exc, host=host.hostname, port=host.port, timeout=host.connect_timeout
+        )
+    )
+    if plain is None:
         return _failed(session, doing, exc)
-    return f"{session.name}: {doing}: " + plain.format(port=host.port, timeout=host.connect_timeout)
+    return f"{session.name}: {doing}: {plain}"
 
 
 #: paramiko's errors, and the socket's under them, as ours: the first row that matches

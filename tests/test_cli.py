@@ -20,10 +20,10 @@ import pytest
 
 from syncstream.cli.console import StatusDisplay
 from syncstream.cli.demo import demo_config
-from syncstream.cli.reasons import plain_os_error, plain_reason
 from syncstream.probe import StampSender
 from syncstream.processors.wall import Wall
 from syncstream.senders import free_udp_port
+from syncstream.socket_words import plain_socket_error, plain_socket_error_in
 from syncstream.testing.sshd import SshdServer
 from tests.conftest import (
     SenderFactory,
@@ -528,10 +528,11 @@ def test_socket_errors_read_the_same_for_check_and_probe() -> None:
     port = free_tcp_port()
     with pytest.raises(OSError) as refused:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    assert plain_os_error(refused.value) == "connection refused"
-    assert plain_reason(f"tcp://127.0.0.1:{port}: {refused.value}") == "connection refused"
-    assert plain_os_error(TimeoutError("timed out")) == "no answer (timed out)"
-    assert plain_os_error(socket.gaierror(socket.EAI_NONAME, "unknown")) == "host not found"
+    assert plain_socket_error(refused.value) == "connection refused"
+    text = f"tcp://127.0.0.1:{port}: {refused.value}"
+    assert plain_socket_error_in(text) == "connection refused"
+    assert plain_socket_error(TimeoutError("timed out")) == "no answer (timed out)"
+    assert plain_socket_error(socket.gaierror(socket.EAI_NONAME, "unknown")) == "host not found"
 
 
 def test_check_refuses_fifos_as_known_hosts_and_key_files_without_blocking(

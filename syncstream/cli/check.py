@@ -22,13 +22,19 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from ..config import Camera, ReaderSettings, SSHHost, StreamConfig
-from ..errors import AuthenticationFailed, ConfigError, HostKeyError, SSHError, SyncStreamError
+from ..errors import (
+    AuthenticationFailed,
+    ConfigError,
+    HostKeyError,
+    SSHError,
+    SyncStreamError,
+)
 from ..senders import preflight_checks
 from ..session_config import SessionConfig
+from ..socket_words import plain_socket_error
 from ..sources import create_source
 from ..ssh import SSHSession
 from ..validation import key_line
-from .reasons import plain_os_error
 
 __all__ = [
     "HostCheck",
@@ -107,7 +113,7 @@ def check_host(host: SSHHost, cameras: list[Camera], clock_rounds: int) -> HostC
     try:
         socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout).close()
     except OSError as exc:
-        row.fail("ssh", plain_os_error(exc))
+        row.fail("ssh", plain_socket_error(exc) or exc.strerror or str(exc))
         return row
     row.ok("ssh", "ok")
     _host_key(host, row)

@@ -10,14 +10,19 @@ from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from ..config import Backend
-from ..errors import ReadTimeout, StampNotFound, StreamEnded, SyncStreamError
+from ..errors import (
+    ReadTimeout,
+    StampNotFound,
+    StreamEnded,
+    SyncStreamError,
+)
 from ..frames import Frame
 from ..probe import decode_stamp
+from ..socket_words import plain_socket_error_in
 from ..sources.base import EncodedPacket
 from ..stats import MIN_RATE_SPAN, percentile
 from ..stream import VideoStream
 from .console import StopSignals
-from .reasons import plain_reason
 
 __all__ = ["ProbeReport", "probe_stream", "run_probe"]
 
@@ -102,7 +107,7 @@ def probe_stream(
             report.error = f"no frame within {open_timeout:g} s" + (
                 f": {waiting}" if waiting else ""
             )
-            plain = plain_reason(stats.last_error)
+            plain = plain_socket_error_in(stats.last_error)
             if plain is not None:  # "connection refused" first, the details after
                 report.error = f"{plain} ({report.error}; last error: {stats.last_error})"
             _fill_counters(report, stream)
