@@ -122,6 +122,7 @@ class FrameEnds:
     def __init__(self, name: str) -> None:
         self.name = name
         self._pids: dict[int, _Pid] = {}
+        self._video_pids: frozenset[int] = frozenset()  # those _pids was last pruned to
         #: PES packets of unknown length whose end was marked as soon as it arrived.
         self.found = 0
         #: PES packets of unknown length left to close at the next start (end not certain).
@@ -137,7 +138,8 @@ class FrameEnds:
         ``video_pids``."""
         if not video_pids:
             return data
-        if self._pids.keys() - video_pids:
+        if video_pids is not self._video_pids:  # the tables changed: forget PIDs gone
+            self._video_pids = video_pids
             self._pids = {pid: state for pid, state in self._pids.items() if pid in video_pids}
         out: list[bytes] | None = None  # built only when a packet is added or dropped
         done = 0  # bytes of data already in out
